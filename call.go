@@ -1,0 +1,295 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Handler answers a call. Handlers run concurrently, one goroutine per call;
+// ctx ends at the caller's deadline (as far as it is known) or when the
+// instance stops.
+type Handler func(ctx context.Context, request []byte) ([]byte, error)
+
+// Headers of the call protocol.
+const (
+	hdrMethod   = "Gcl-Method"
+	hdrError    = "Gcl-Error"
+	hdrNode     = "Gcl-Node"
+	hdrDeadline = "Gcl-Deadline" // caller's deadline, Unix nanoseconds
+)
+
+// DefaultCallTimeout bounds a call whose ctx has no deadline.
+const DefaultCallTimeout = 10 * time.Second
+
+// Handle registers h for method. Registering the same method again replaces it.
+func (a *Application) Handle(method string, h Handler) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.handlers[method] = h
+}
+
+func (a *Application) handler(method string) Handler {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.handlers[method]
+}
+
+// callSubs are the subscriptions an app's instance answers calls on.
+type callSubs struct {
+	mu     sync.Mutex
+	node   *nats.Subscription
+	active []*nats.Subscription
+}
+
+func (p *Platform) callSubsOf(a *Application) *callSubs {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.calls == nil {
+		a.calls = &callSubs{}
+	}
+	return a.calls
+}
+
+// serveNodeCalls answers ToNode calls for as long as the app is registered,
+// active or not: a standby can be asked directly.
+func (p *Platform) serveNodeCalls(a *Application) error {
+	cs := p.callSubsOf(a)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.node != nil {
+		return nil
+	}
+	sub, err := p.nc.Subscribe(p.layout.CallNodeSubject(a.name, p.node), p.dispatch(a))
+	if err != nil {
+		return fmt.Errorf("app %s: subscribe node calls: %w", a.name, err)
+	}
+	cs.node = sub
+	return nil
+}
+
+// serveActiveCalls answers default-routed and ToAny calls while active. A
+// singleton's leader takes the leader subject alone; pool instances share it
+// in a queue group, so the default route reaches "the" instance of either.
+func (p *Platform) serveActiveCalls(a *Application) error {
+	cs := p.callSubsOf(a)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	h := p.dispatch(a)
+	var leader *nats.Subscription
+	var err error
+	if a.mode == ModeSingleton {
+		leader, err = p.nc.Subscribe(p.layout.CallLeaderSubject(a.name), h)
+	} else {
+		leader, err = p.nc.QueueSubscribe(p.layout.CallLeaderSubject(a.name), "q", h)
+	}
+	if err != nil {
+		return fmt.Errorf("app %s: subscribe calls: %w", a.name, err)
+	}
+	anySub, err := p.nc.QueueSubscribe(p.layout.CallAnySubject(a.name), "q", h)
+	if err != nil {
+		_ = leader.Unsubscribe()
+		return fmt.Errorf("app %s: subscribe calls: %w", a.name, err)
+	}
+	cs.active = []*nats.Subscription{leader, anySub}
+	// Callers must not race the subscriptions: make sure the server has them.
+	return p.nc.FlushTimeout(2 * time.Second)
+}
+
+func (p *Platform) stopActiveCalls(a *Application) error {
+	cs := p.callSubsOf(a)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var errs []error
+	for _, s := range cs.active {
+		if err := s.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, err)
+		}
+	}
+	cs.active = nil
+	return errors.Join(errs...)
+}
+
+func (p *Platform) dispatch(a *Application) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		go p.answer(a, m)
+	}
+}
+
+func (p *Platform) answer(a *Application, m *nats.Msg) {
+	reply := nats.NewMsg(m.Reply)
+	reply.Header.Set(hdrNode, p.node)
+	method := m.Header.Get(hdrMethod)
+	h := a.handler(method)
+	if h == nil {
+		reply.Header.Set(hdrError, fmt.Sprintf("app %s has no handler for method %q", a.name, method))
+		_ = m.RespondMsg(reply)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultCallTimeout)
+	if d := m.Header.Get(hdrDeadline); d != "" {
+		var ns int64
+		if _, err := fmt.Sscan(d, &ns); err == nil {
+			cancel()
+			ctx, cancel = context.WithDeadline(context.Background(), time.Unix(0, ns))
+		}
+	}
+	defer cancel()
+	resp, err := safeHandle(ctx, h, m.Data)
+	if err != nil {
+		reply.Header.Set(hdrError, err.Error())
+	} else {
+		reply.Data = resp
+	}
+	_ = m.RespondMsg(reply)
+}
+
+func safeHandle(ctx context.Context, h Handler, req []byte) (resp []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h(ctx, req)
+}
+
+// CallOption routes a call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	route string // "", "any", "node", "key"
+	node  string
+	key   string
+}
+
+// ToAny sends the call to any active instance, balanced by NATS queue groups.
+func ToAny() CallOption { return func(o *callOptions) { o.route = "any" } }
+
+// ToNode sends the call to the app's instance on the given node, active or not.
+func ToNode(nodeID string) CallOption {
+	return func(o *callOptions) { o.route, o.node = "node", nodeID }
+}
+
+// ForKey sends the call to the ring owner of key.
+func ForKey(key string) CallOption { return func(o *callOptions) { o.route, o.key = "key", key } }
+
+// Client calls one app's handlers.
+type Client struct {
+	app      string
+	platform *Platform // nil: the default platform at call time
+}
+
+// Call returns a client for app on the most recently created platform of
+// this process. By default calls reach a singleton's leader, or any active
+// instance of a pool.
+func Call(app string) *Client { return &Client{app: app} }
+
+// Call returns a client for app on this platform.
+func (p *Platform) Call(app string) *Client { return &Client{app: app, platform: p} }
+
+// Call sends payload to method. A []byte or string payload goes as it is;
+// anything else is encoded as JSON. With no instance to take the call it
+// fails at once with ErrNoInstance; a handler's error comes back as a
+// *RemoteError.
+func (c *Client) Call(ctx context.Context, method string, payload any, opts ...CallOption) ([]byte, error) {
+	p := c.platform
+	if p == nil {
+		p = defaultPlatform.Load()
+	}
+	if p == nil {
+		return nil, ErrNoPlatform
+	}
+	if p.initErr != nil {
+		return nil, p.initErr
+	}
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var subject string
+	switch o.route {
+	case "":
+		subject = p.layout.CallLeaderSubject(c.app)
+	case "any":
+		subject = p.layout.CallAnySubject(c.app)
+	case "node":
+		subject = p.layout.CallNodeSubject(c.app, o.node)
+	case "key":
+		return nil, fmt.Errorf("call %s.%s ForKey(%q): ring routing: %w", c.app, method, o.key, ErrNotAvailableYet)
+	}
+	data, err := encodePayload(payload)
+	if err != nil {
+		return nil, fmt.Errorf("call %s.%s: encode request: %w", c.app, method, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
+	}
+	dl, _ := ctx.Deadline()
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
+		hdrMethod:   []string{method},
+		hdrDeadline: []string{fmt.Sprint(dl.UnixNano())},
+	}}
+	resp, err := p.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("call %s.%s: %w", c.app, method, ErrNoInstance)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("call %s.%s: %w", c.app, method, err)
+	}
+	if e := resp.Header.Get(hdrError); e != "" {
+		return nil, &RemoteError{App: c.app, Method: method, Node: resp.Header.Get(hdrNode), Message: e}
+	}
+	return resp.Data, nil
+}
+
+func encodePayload(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []byte:
+		return x, nil
+	case string:
+		return []byte(x), nil
+	case json.RawMessage:
+		return x, nil
+	}
+	return json.Marshal(v)
+}
+
+// CallJSON calls method with req encoded as JSON and decodes the answer into Resp.
+func CallJSON[Resp any](ctx context.Context, c *Client, method string, req any, opts ...CallOption) (Resp, error) {
+	var out Resp
+	b, err := c.Call(ctx, method, req, opts...)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return out, fmt.Errorf("call %s.%s: decode response: %w", c.app, method, err)
+	}
+	return out, nil
+}
+
+// HandleJSON adapts a typed function to a Handler: the request is decoded
+// from JSON and the response encoded to JSON.
+func HandleJSON[Req, Resp any](fn func(ctx context.Context, req Req) (Resp, error)) Handler {
+	return func(ctx context.Context, raw []byte) ([]byte, error) {
+		var req Req
+		if len(raw) > 0 {
+			if err := json.Unmarshal(raw, &req); err != nil {
+				return nil, fmt.Errorf("decode request: %w", err)
+			}
+		}
+		resp, err := fn(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(resp)
+	}
+}

@@ -1,0 +1,469 @@
+package election
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ozanturksever/go-cluster/state"
+)
+
+// Why a term ended.
+var (
+	ErrLeaseLost    = errors.New("lease lost: someone else holds it")
+	ErrDeadline     = errors.New("lease deadline passed without a successful renewal")
+	ErrDisconnected = errors.New("connection to NATS lost")
+	ErrSteppedDown  = errors.New("stepped down")
+	ErrIneligible   = errors.New("no longer eligible to lead")
+	ErrNotLeader    = errors.New("not the leader")
+)
+
+// Record is the value of a lease.
+type Record struct {
+	Holder   string `json:"holder"`
+	Instance string `json:"instance"` // one per process: tells a restarted node from its predecessor
+	// Epoch is the revision of the write that started this term. The first
+	// write of a term cannot know its own revision, so it carries 0 and the
+	// epoch is that write's revision.
+	Epoch uint64 `json:"epoch,omitempty"`
+	TTLms int64  `json:"ttl_ms"`
+}
+
+// Liveness gives standbys an early sign that a holder's process is gone.
+type Liveness interface {
+	// Gone returns a channel that is closed once the given process of node
+	// is known to be gone, and a function to stop watching.
+	Gone(node, instance string) (<-chan struct{}, func())
+}
+
+// Config configures a Candidate for one lease key.
+type Config struct {
+	JS       jetstream.JetStream
+	KV       jetstream.KeyValue // a bucket made with state.TTLBucketConfig
+	Key      string
+	Node     string
+	Instance string
+	Timing   Timing
+	Liveness Liveness // optional: enables the fast path
+	Logger   *slog.Logger
+}
+
+// Term is one period of leadership. It ends when the lease is lost, the
+// deadline passes, the connection drops, or the holder steps down.
+type Term struct {
+	Epoch uint64
+
+	done     chan struct{}
+	endOnce  sync.Once
+	mu       sync.Mutex
+	err      error
+	deadline time.Time
+}
+
+// Done is closed when the holder must stop acting.
+func (t *Term) Done() <-chan struct{} { return t.done }
+
+// Err says why the term ended; nil while it lasts.
+func (t *Term) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// Deadline is the local time by which the holder must have stopped acting
+// unless it renews again.
+func (t *Term) Deadline() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.deadline
+}
+
+func (t *Term) end(err error) {
+	t.endOnce.Do(func() {
+		t.mu.Lock()
+		t.err = err
+		t.mu.Unlock()
+		close(t.done)
+	})
+}
+
+// Graceful reports whether the holder still held the lease when the term
+// ended, so that it should release it for a successor.
+func Graceful(err error) bool {
+	return errors.Is(err, ErrSteppedDown) || errors.Is(err, ErrIneligible) || errors.Is(err, context.Canceled)
+}
+
+// Candidate campaigns for one lease and serves terms while it holds it.
+type Candidate struct {
+	cfg  Config
+	ttl  time.Duration
+	wake chan struct{} // eligibility or hold-off changed
+	log  *slog.Logger
+
+	mu           sync.Mutex
+	term         *Term
+	leader       Record // last holder seen; empty when the lease is free
+	eligible     bool
+	holdOffUntil time.Time
+	released     chan struct{} // closed after a graceful term released the lease
+}
+
+// New checks the configuration and returns a Candidate.
+func New(cfg Config) (*Candidate, error) {
+	cfg.Timing = cfg.Timing.WithDefaults()
+	if err := cfg.Timing.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.JS == nil || cfg.KV == nil || cfg.Key == "" || cfg.Node == "" || cfg.Instance == "" {
+		return nil, errors.New("election: JS, KV, Key, Node and Instance are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Candidate{
+		cfg:      cfg,
+		ttl:      cfg.Timing.TTL,
+		wake:     make(chan struct{}, 1),
+		log:      cfg.Logger.With("lease", cfg.Key),
+		eligible: true,
+	}, nil
+}
+
+// Leader returns the current holder as last seen, and whether there is one.
+func (c *Candidate) Leader() (Record, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader, c.leader.Holder != ""
+}
+
+// Term returns the current term, or nil when not leading.
+func (c *Candidate) Term() *Term {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.term
+}
+
+// SetEligible stops (false) or resumes (true) campaigning. A holder that
+// becomes ineligible steps down gracefully.
+func (c *Candidate) SetEligible(ok bool) {
+	c.mu.Lock()
+	c.eligible = ok
+	term := c.term
+	c.mu.Unlock()
+	if !ok && term != nil {
+		term.end(ErrIneligible)
+	}
+	c.poke()
+}
+
+// Disconnected ends the current term at once: a holder that cannot reach
+// NATS cannot prove it holds the lease, and standbys may learn of the lost
+// connection (probes get no responders) before the TTL runs out.
+func (c *Candidate) Disconnected() {
+	if t := c.Term(); t != nil {
+		t.end(ErrDisconnected)
+	}
+}
+
+// StepDown ends the current term, waits until the holder has stopped and
+// released the lease, and keeps this candidate from taking it straight
+// back. Standbys watch the lease and take over at once.
+func (c *Candidate) StepDown(ctx context.Context) error {
+	c.mu.Lock()
+	term, released := c.term, c.released
+	c.mu.Unlock()
+	if term == nil {
+		return ErrNotLeader
+	}
+	term.end(ErrSteppedDown)
+	select {
+	case <-released:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Candidate) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run campaigns until ctx ends. Each time the lease is won, serve is called
+// with the term; serve must stop acting and return once term.Done() is
+// closed. The lease is renewed while serve runs (also while it stops after
+// a step-down, so nobody takes over a half-stopped holder) and released
+// after it returns if the term ended gracefully.
+func (c *Candidate) Run(ctx context.Context, serve func(*Term)) error {
+	for {
+		term, rev, err := c.campaign(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			// NATS is unreachable or the watch broke: we hold nothing, so
+			// waiting and watching again is always safe.
+			c.log.Warn("campaign interrupted; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(c.cfg.Timing.RenewInterval):
+			}
+			continue
+		}
+		c.lead(ctx, term, rev, serve)
+	}
+}
+
+// observed is the lease as a standby last saw it.
+type observed struct {
+	rev     uint64
+	present bool // a live record (not a delete or expiry marker)
+	rec     Record
+	at      time.Time
+}
+
+func (c *Candidate) record(epoch uint64) []byte {
+	b, _ := json.Marshal(Record{Holder: c.cfg.Node, Instance: c.cfg.Instance, Epoch: epoch, TTLms: c.ttl.Milliseconds()})
+	return b
+}
+
+// campaign watches the lease and returns once this candidate holds it.
+func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
+	w, err := c.cfg.KV.Watch(ctx, c.cfg.Key)
+	if err != nil {
+		return nil, 0, fmt.Errorf("watch lease %s: %w", c.cfg.Key, err)
+	}
+	defer w.Stop()
+
+	var (
+		cur         observed
+		initialDone bool
+		takeover    = time.NewTimer(time.Hour)
+		graceTimer  = time.NewTimer(time.Hour)
+		gone        <-chan struct{}
+		stopGone    = func() {}
+		retry       = time.NewTimer(time.Hour)
+	)
+	takeover.Stop()
+	graceTimer.Stop()
+	retry.Stop()
+	defer func() { stopGone() }()
+
+	// attempt tries to take the lease when it looks free, or by CAS on the
+	// revision we saw when its holder is provably gone.
+	attempt := func(force bool) (*Term, uint64) {
+		c.mu.Lock()
+		eligible, holdOff := c.eligible, c.holdOffUntil
+		c.mu.Unlock()
+		if !eligible || !initialDone {
+			return nil, 0
+		}
+		if d := time.Until(holdOff); d > 0 {
+			retry.Reset(d)
+			return nil, 0
+		}
+		if cur.present && !force {
+			return nil, 0
+		}
+		sent := time.Now()
+		actx, cancel := context.WithTimeout(ctx, c.cfg.Timing.TTL/2)
+		defer cancel()
+		var rev uint64
+		var err error
+		if cur.present {
+			rev, err = state.PutCAS(actx, c.cfg.JS, c.bucket(), c.cfg.Key, c.record(0), cur.rev, c.ttl)
+		} else {
+			rev, err = c.cfg.KV.Create(actx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
+		}
+		if err != nil {
+			if !state.IsCASFailure(err) {
+				// Unknown outcome or NATS trouble: the watch will show what happened;
+				// try again shortly in case nothing changes.
+				c.log.Debug("lease attempt failed", "err", err)
+				retry.Reset(c.cfg.Timing.RenewInterval)
+			}
+			return nil, 0
+		}
+		t := &Term{Epoch: rev, done: make(chan struct{}), deadline: c.cfg.Timing.LeaseDeadline(sent)}
+		return t, rev
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, 0, fmt.Errorf("lease watch %s closed", c.cfg.Key)
+			}
+			if e == nil {
+				initialDone = true
+			} else {
+				takeover.Stop()
+				graceTimer.Stop()
+				stopGone()
+				stopGone, gone = func() {}, nil
+				cur = observed{rev: e.Revision(), at: time.Now()}
+				if e.Operation() == jetstream.KeyValuePut {
+					var rec Record
+					if err := json.Unmarshal(e.Value(), &rec); err == nil && rec.Holder != "" {
+						cur.present, cur.rec = true, rec
+					} else {
+						// An unreadable record still blocks the lease until it expires.
+						cur.present, cur.rec = true, Record{Holder: "?", TTLms: c.ttl.Milliseconds()}
+					}
+				}
+				c.observe(cur)
+				if cur.present {
+					ttl := time.Duration(cur.rec.TTLms) * time.Millisecond
+					if ttl <= 0 {
+						ttl = c.ttl
+					}
+					takeover.Reset(time.Until(TakeoverAt(cur.at, ttl)))
+					self := cur.rec.Holder == c.cfg.Node && cur.rec.Instance == c.cfg.Instance
+					if c.cfg.Liveness != nil && c.cfg.Timing.ProbeInterval > 0 && !self && cur.rec.Holder != "?" {
+						gone, stopGone = c.cfg.Liveness.Gone(cur.rec.Holder, cur.rec.Instance)
+					}
+				}
+			}
+			if t, rev := attempt(false); t != nil {
+				return t, rev, nil
+			}
+		case <-gone:
+			// The holder's connection is gone. Give a holder that is alive but
+			// lost its connection StopBudget to notice and stop, then take over.
+			gone = nil
+			graceTimer.Reset(c.cfg.Timing.StopBudget + c.cfg.Timing.ClockMargin)
+		case <-graceTimer.C:
+			c.log.Info("lease holder is gone, taking over", "holder", cur.rec.Holder, "rev", cur.rev)
+			if t, rev := attempt(true); t != nil {
+				return t, rev, nil
+			}
+		case <-takeover.C:
+			c.log.Info("lease not renewed within TTL, taking over", "holder", cur.rec.Holder, "rev", cur.rev)
+			if t, rev := attempt(true); t != nil {
+				return t, rev, nil
+			}
+		case <-retry.C:
+			if t, rev := attempt(false); t != nil {
+				return t, rev, nil
+			}
+		case <-c.wake:
+			if t, rev := attempt(false); t != nil {
+				return t, rev, nil
+			}
+		}
+	}
+}
+
+func (c *Candidate) observe(o observed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o.present {
+		c.leader = o.rec
+		if o.rec.Holder != c.cfg.Node || o.rec.Instance != c.cfg.Instance {
+			// Someone else leads now: a step-down hold-off has done its job.
+			c.holdOffUntil = time.Time{}
+		}
+	} else {
+		c.leader = Record{}
+	}
+}
+
+func (c *Candidate) bucket() string { return c.cfg.KV.Bucket() }
+
+// lead serves one term: it renews the lease in the background, calls serve,
+// and releases the lease afterwards when the term ended gracefully.
+func (c *Candidate) lead(ctx context.Context, term *Term, rev uint64, serve func(*Term)) {
+	released := make(chan struct{})
+	c.mu.Lock()
+	c.term, c.released = term, released
+	c.leader = Record{Holder: c.cfg.Node, Instance: c.cfg.Instance, Epoch: term.Epoch, TTLms: c.ttl.Milliseconds()}
+	c.mu.Unlock()
+
+	stopKeeper := make(chan struct{})
+	keeperDone := make(chan uint64)
+	go func() { keeperDone <- c.keep(term, rev, stopKeeper) }()
+	// A cancelled ctx ends the term like a step-down: the platform is
+	// shutting down and hands over.
+	stopWatch := context.AfterFunc(ctx, func() { term.end(context.Canceled) })
+
+	serve(term)
+	stopWatch()
+	term.end(ErrSteppedDown) // serve returned on its own: treat as a step-down
+	close(stopKeeper)
+	lastRev := <-keeperDone
+
+	if Graceful(term.Err()) && lastRev != 0 {
+		rctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timing.TTL/2)
+		err := c.cfg.KV.Delete(rctx, c.cfg.Key, jetstream.LastRevision(lastRev))
+		cancel()
+		if err != nil {
+			c.log.Warn("could not release lease; it will expire", "err", err)
+		}
+	}
+	c.mu.Lock()
+	c.term = nil
+	if c.leader.Instance == c.cfg.Instance {
+		c.leader = Record{}
+	}
+	if errors.Is(term.Err(), ErrSteppedDown) {
+		// Leave the lease to a standby; take it back only if none comes.
+		c.holdOffUntil = time.Now().Add(c.ttl)
+	}
+	c.mu.Unlock()
+	close(released)
+}
+
+// keep renews the lease until stop is closed or the lease is lost, and
+// returns the last revision we wrote (0 if the lease is no longer ours).
+func (c *Candidate) keep(term *Term, rev uint64, stop <-chan struct{}) uint64 {
+	tm := c.cfg.Timing
+	lastSent := term.Deadline().Add(-(tm.TTL - tm.ClockMargin - tm.StopBudget))
+	failed := false
+	timer := time.NewTimer(time.Until(tm.NextRenew(lastSent, time.Now(), false)))
+	defer timer.Stop()
+	deadline := time.NewTimer(time.Until(term.Deadline()))
+	defer deadline.Stop()
+	value := c.record(term.Epoch)
+	for {
+		select {
+		case <-stop:
+			return rev
+		case <-deadline.C:
+			term.end(ErrDeadline)
+			return 0
+		case <-timer.C:
+		}
+		sent := time.Now()
+		ctx, cancel := context.WithDeadline(context.Background(), tm.LeaseDeadline(lastSent))
+		newRev, err := state.PutCAS(ctx, c.cfg.JS, c.bucket(), c.cfg.Key, value, rev, c.ttl)
+		cancel()
+		switch {
+		case err == nil:
+			rev, lastSent, failed = newRev, sent, false
+			d := tm.LeaseDeadline(sent)
+			term.mu.Lock()
+			term.deadline = d
+			term.mu.Unlock()
+			deadline.Reset(time.Until(d))
+		case state.IsCASFailure(err):
+			term.end(ErrLeaseLost)
+			return 0
+		default:
+			// A renewal that timed out is unknown, not lost: retry until the deadline.
+			failed = true
+			c.log.Warn("lease renewal failed; retrying", "err", err, "deadline_in", time.Until(tm.LeaseDeadline(lastSent)).Round(time.Millisecond))
+		}
+		timer.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), failed)))
+	}
+}

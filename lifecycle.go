@@ -1,0 +1,212 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// appRunner drives one registered app on this node.
+type appRunner interface {
+	run(ctx context.Context) error
+	// disconnected is called when the NATS connection drops.
+	disconnected()
+	// setBlocked is called when app, which this one keeps away from,
+	// becomes active (true) or inactive (false) on this node.
+	setBlocked(app string, blocked bool)
+	// activity tells whether this node's instance is active.
+	activity() *activity
+}
+
+// activity is a boolean that can be waited on.
+type activity struct {
+	mu      sync.Mutex
+	on      bool
+	changed chan struct{}
+}
+
+func newActivity() *activity { return &activity{changed: make(chan struct{})} }
+
+func (s *activity) set(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.on != on {
+		s.on = on
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+}
+
+func (s *activity) get() (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.on, s.changed
+}
+
+// waitOff waits until the activity is off or ctx ends.
+func (s *activity) waitOff(ctx context.Context) error {
+	for {
+		on, changed := s.get()
+		if !on {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// step is one stage of becoming active. Steps run in order on the way up
+// and in reverse on the way down; later issues insert theirs here:
+//
+//  1. away: mark the app active here, stop local apps kept away from it
+//  2. replication: final WAL catch-up, promote the replica   (issue 7)
+//  3. vip: add the virtual IP, announce it                   (issue 6)
+//  4. backend: start the systemd unit or process             (issue 6)
+//  5. hooks: OnActive, OnStart                               / OnStop
+//  6. calls: answer leader and any-instance calls
+//  7. services: publish service records
+//
+// The active marker (for AwayFromApp) is written by the first step, so that
+// it covers everything the instance does.
+type step struct {
+	name string
+	up   func(ctx context.Context, epoch uint64) error
+	down func(ctx context.Context) error
+}
+
+func (p *Platform) steps(a *Application) []step {
+	return []step{
+		{name: "away",
+			up:   func(ctx context.Context, _ uint64) error { return p.claimNode(ctx, a) },
+			down: func(ctx context.Context) error { return p.unclaimNode(ctx, a) }},
+		{name: "hooks",
+			up: func(ctx context.Context, _ uint64) error {
+				if err := runHooks(ctx, a, "OnActive", a.hooks(&a.onActive)); err != nil {
+					return err
+				}
+				return runHooks(ctx, a, "OnStart", a.hooks(&a.onStart))
+			},
+			down: func(ctx context.Context) error { return runHooks(ctx, a, "OnStop", a.hooks(&a.onStop)) }},
+		{name: "calls",
+			up:   func(context.Context, uint64) error { return p.serveActiveCalls(a) },
+			down: func(context.Context) error { return p.stopActiveCalls(a) }},
+		{name: "services",
+			up:   func(ctx context.Context, _ uint64) error { return p.publishServices(ctx, a) },
+			down: func(ctx context.Context) error { return p.unpublishServices(ctx, a) }},
+	}
+}
+
+// activate runs the steps up. On failure it undoes the steps that
+// succeeded, in reverse, and returns the error.
+func (p *Platform) activate(ctx context.Context, a *Application, epoch uint64) error {
+	steps := p.steps(a)
+	for i, s := range steps {
+		if s.up == nil {
+			continue
+		}
+		if err := s.up(ctx, epoch); err != nil {
+			p.deactivateFrom(context.WithoutCancel(ctx), a, steps[:i])
+			return fmt.Errorf("become active (%s): %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// deactivate runs every step down, in reverse, and reports all failures.
+func (p *Platform) deactivate(ctx context.Context, a *Application) error {
+	return p.deactivateFrom(ctx, a, p.steps(a))
+}
+
+func (p *Platform) deactivateFrom(ctx context.Context, a *Application, steps []step) error {
+	var errs []error
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].down == nil {
+			continue
+		}
+		if err := steps[i].down(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", steps[i].name, err))
+		}
+	}
+	if len(errs) > 0 {
+		p.log.Warn("errors while stopping", "app", a.name, "err", errors.Join(errs...))
+	}
+	return errors.Join(errs...)
+}
+
+// runHooks runs hooks in order and stops at the first error.
+func runHooks(ctx context.Context, a *Application, name string, hooks []Hook) error {
+	for _, h := range hooks {
+		if err := callHook(ctx, h); err != nil {
+			return fmt.Errorf("app %s %s hook: %w", a.name, name, err)
+		}
+	}
+	return nil
+}
+
+// callHook runs h and returns when it returns or ctx ends, whichever comes
+// first: a hook that ignores its ctx must not hold the lease machinery.
+func callHook(ctx context.Context, h Hook) (err error) {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("hook panicked: %v", r)
+			}
+		}()
+		done <- h(ctx)
+	}()
+	select {
+	case err = <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("hook did not return in time: %w", ctx.Err())
+	}
+}
+
+// hookContext bounds a hook by the platform's hook timeout.
+func (p *Platform) hookContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, p.cfg.hookTimeout)
+}
+
+// stopContext bounds stopping: by the hook timeout after a graceful end,
+// by the lease's stop budget when the lease is at risk.
+func (p *Platform) stopContext(gracefulEnd bool, deadline time.Time) (context.Context, context.CancelFunc) {
+	if gracefulEnd {
+		return context.WithTimeout(context.Background(), p.cfg.hookTimeout)
+	}
+	return context.WithDeadline(context.Background(), deadline.Add(p.cfg.timing.StopBudget))
+}
+
+func (p *Platform) newRunner(a *Application) (appRunner, error) {
+	var r appRunner
+	var err error
+	switch a.mode {
+	case ModeSingleton:
+		r, err = newLeaseRunner(p, a, []string{p.layout.LeaseKey(a.name)})
+	case ModeReplicas:
+		keys := make([]string, a.replicas)
+		for i := range keys {
+			keys[i] = p.layout.SlotKey(a.name, i)
+		}
+		r, err = newLeaseRunner(p, a, keys)
+	case ModeSpread:
+		r = newSpreadRunner(p, a)
+	default:
+		err = fmt.Errorf("unknown mode %v", a.mode)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := p.serveNodeCalls(a); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.runner = r
+	a.mu.Unlock()
+	return r, nil
+}

@@ -1,0 +1,349 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ozanturksever/go-cluster/election"
+	"github.com/ozanturksever/go-cluster/state"
+)
+
+// Platform is one node's membership in a named cluster: its NATS connection,
+// presence, and the apps registered on it.
+type Platform struct {
+	name, node, instance string
+	cfg                  platformConfig
+	initErr              error
+	log                  *slog.Logger
+
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	layout   state.Layout
+	leases   jetstream.KeyValue
+	nodes    jetstream.KeyValue
+	services jetstream.KeyValue
+	prober   *state.Prober
+	probeSub *nats.Subscription
+	address  string
+
+	mu      sync.Mutex
+	apps    []*Application
+	byName  map[string]*Application
+	running bool
+	closed  bool
+
+	// claimMu orders the AwayFromApp claims of local apps (claimNode).
+	claimMu sync.Mutex
+
+	// owned are the TTL'd records this process keeps alive (presence,
+	// active markers, services). ownedMu is held across each write so that a
+	// refresh never resurrects a record that was just removed.
+	ownedMu sync.Mutex
+	owned   map[ownedKey][]byte
+}
+
+type ownedKey struct{ bucket, key string }
+
+// defaultPlatform serves the package-level cluster.Call.
+var defaultPlatform atomic.Pointer[Platform]
+
+// NewPlatform connects node nodeID of platform name to NATS at natsURL.
+//
+// On error the returned Platform is not nil: Register accepts apps and Run
+// returns the same error, so a program that ignores the error (as the
+// examples do) still fails with a clear message instead of a nil pointer.
+func NewPlatform(name, nodeID, natsURL string, opts ...PlatformOption) (*Platform, error) {
+	cfg := platformConfig{
+		labels:      map[string]string{},
+		timing:      election.DefaultTiming(),
+		presenceTTL: 5 * time.Second,
+		hookTimeout: 30 * time.Second,
+		replicas:    1,
+		logger:      slog.Default(),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p := &Platform{
+		name: name, node: nodeID, cfg: cfg,
+		layout: state.Layout{Platform: name},
+		byName: map[string]*Application{},
+		owned:  map[ownedKey][]byte{},
+		log:    cfg.logger.With("platform", name, "node", nodeID),
+	}
+	p.initErr = p.connect(natsURL)
+	if p.initErr != nil {
+		return p, p.initErr
+	}
+	defaultPlatform.Store(p)
+	return p, nil
+}
+
+func (p *Platform) connect(natsURL string) error {
+	if err := state.ValidateName("platform name", p.name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidName, err)
+	}
+	if err := state.ValidateName("node ID", p.node); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidName, err)
+	}
+	if p.cfg.err != nil {
+		return p.cfg.err
+	}
+	if err := p.cfg.timing.Validate(); err != nil {
+		return err
+	}
+	if p.cfg.replicas < 1 {
+		return fmt.Errorf("%w: WithReplicas(%d)", ErrInvalidOption, p.cfg.replicas)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	p.instance = hex.EncodeToString(rnd[:])
+	addr, err := advertiseAddress(p.cfg.advertiseAddr)
+	if err != nil {
+		return err
+	}
+	p.address = addr
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	extra := append([]nats.Option{
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { p.disconnected() }),
+	}, p.cfg.natsOptions...)
+	p.nc, p.js, err = state.Connect(ctx, state.ConnectConfig{
+		URL:       natsURL,
+		Name:      "gcl " + p.name + "/" + p.node,
+		CredsFile: p.cfg.credsFile, NKeyFile: p.cfg.nkeyFile,
+		User: p.cfg.user, Password: p.cfg.password, Token: p.cfg.token,
+		RootCAs: p.cfg.rootCAs, ClientCert: p.cfg.clientCert, ClientKey: p.cfg.clientKey,
+		TLSRequired: p.cfg.tlsRequired,
+		Extra:       extra,
+	})
+	if err != nil {
+		return err
+	}
+	for _, b := range []struct {
+		dst  *jetstream.KeyValue
+		name string
+	}{{&p.leases, p.layout.LeasesBucket()}, {&p.nodes, p.layout.NodesBucket()}, {&p.services, p.layout.ServicesBucket()}} {
+		if *b.dst, err = state.EnsureKV(ctx, p.js, state.TTLBucketConfig(b.name, p.cfg.replicas)); err != nil {
+			p.nc.Close()
+			return err
+		}
+	}
+	p.prober = state.NewProber(p.nc, p.layout, p.cfg.timing.ProbeInterval)
+	return nil
+}
+
+// Name, NodeID and Address describe this node.
+func (p *Platform) Name() string    { return p.name }
+func (p *Platform) NodeID() string  { return p.node }
+func (p *Platform) Address() string { return p.address }
+
+// Conn is the platform's NATS connection, for callers that need raw NATS.
+func (p *Platform) Conn() *nats.Conn { return p.nc }
+
+func (p *Platform) app(name string) *Application {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byName[name]
+}
+
+func (p *Platform) appsSnapshot() []*Application {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Application(nil), p.apps...)
+}
+
+// Register adds apps to the platform. Apps registered while the platform
+// runs start at once.
+func (p *Platform) Register(apps ...*Application) error {
+	var errs []error
+	for _, a := range apps {
+		if err := p.register(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Platform) register(a *Application) error {
+	if a == nil {
+		return fmt.Errorf("%w: nil app", ErrInvalidOption)
+	}
+	if a.optErr != nil {
+		return a.optErr
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if _, dup := p.byName[a.name]; dup {
+		return fmt.Errorf("app %q: %w on node %s", a.name, ErrDuplicateApp, p.node)
+	}
+	a.mu.Lock()
+	if a.platform != nil && a.platform != p {
+		a.mu.Unlock()
+		return fmt.Errorf("app %q: %w with another platform", a.name, ErrDuplicateApp)
+	}
+	a.platform = p
+	a.mu.Unlock()
+	p.byName[a.name] = a
+	p.apps = append(p.apps, a)
+	return nil
+}
+
+// Run joins the cluster, runs every registered app until ctx ends, then
+// hands over: leaders release their leases to standbys, instances stop.
+func (p *Platform) Run(ctx context.Context) error {
+	if p.initErr != nil {
+		return p.initErr
+	}
+	p.mu.Lock()
+	if p.running || p.closed {
+		p.mu.Unlock()
+		return errors.New("platform: Run called twice")
+	}
+	p.running = true
+	apps := append([]*Application(nil), p.apps...)
+	p.mu.Unlock()
+	for _, a := range apps {
+		err := a.optErr
+		if err == nil {
+			err = a.unavailable()
+		}
+		if err != nil {
+			p.log.Error("cannot run", "app", a.name, "err", err)
+			return err
+		}
+	}
+
+	if err := p.join(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.log.Error("cannot join the cluster", "err", err)
+		return err
+	}
+	defer p.leave()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// A connection closed for good (Close, or nats.go giving up) ends Run: a
+	// platform without NATS can hold nothing.
+	connClosed := make(chan struct{})
+	p.nc.SetClosedHandler(func(*nats.Conn) { close(connClosed); cancel() })
+	errc := make(chan error, len(apps)+1)
+	var wg sync.WaitGroup
+	for _, a := range apps {
+		r, err := p.newRunner(a)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("app %s: %w", a.name, err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errc <- p.heartbeat(ctx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		cancel()
+	}
+	wg.Wait()
+	if errors.Is(runErr, context.Canceled) {
+		runErr = nil
+	}
+	select {
+	case <-connClosed:
+		p.mu.Lock()
+		closedByUs := p.closed
+		p.mu.Unlock()
+		if !closedByUs && runErr == nil {
+			runErr = fmt.Errorf("platform %s node %s: NATS connection closed", p.name, p.node)
+		}
+	default:
+	}
+	if runErr != nil {
+		p.log.Error("platform stopped", "err", runErr)
+	}
+	return runErr
+}
+
+// Close disconnects from NATS. Run must have returned first for a graceful
+// handover; Close on a running platform is a crash as others see it.
+func (p *Platform) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	defaultPlatform.CompareAndSwap(p, nil)
+	if p.nc != nil {
+		p.nc.Close()
+	}
+	return nil
+}
+
+func (p *Platform) disconnected() {
+	p.mu.Lock()
+	apps := append([]*Application(nil), p.apps...)
+	p.mu.Unlock()
+	for _, a := range apps {
+		a.mu.Lock()
+		r := a.runner
+		a.mu.Unlock()
+		if r != nil {
+			r.disconnected()
+		}
+	}
+}
+
+// own writes a TTL'd record this process keeps alive until disown.
+func (p *Platform) own(ctx context.Context, bucket, key string, value []byte) error {
+	p.ownedMu.Lock()
+	defer p.ownedMu.Unlock()
+	p.owned[ownedKey{bucket, key}] = value
+	return state.PutTTL(ctx, p.js, bucket, key, value, p.recordTTL())
+}
+
+// disown deletes a record and stops keeping it alive.
+func (p *Platform) disown(ctx context.Context, kv jetstream.KeyValue, key string) error {
+	p.ownedMu.Lock()
+	defer p.ownedMu.Unlock()
+	delete(p.owned, ownedKey{kv.Bucket(), key})
+	return kv.Delete(ctx, key)
+}
+
+func (p *Platform) refreshOwned(ctx context.Context) error {
+	p.ownedMu.Lock()
+	defer p.ownedMu.Unlock()
+	var errs []error
+	for k, v := range p.owned {
+		if err := state.PutTTL(ctx, p.js, k.bucket, k.key, v, p.recordTTL()); err != nil {
+			errs = append(errs, fmt.Errorf("refresh %s/%s: %w", k.bucket, k.key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
