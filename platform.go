@@ -46,8 +46,7 @@ type Platform struct {
 	claimMu sync.Mutex
 
 	// owned are the TTL'd records this process keeps alive (presence,
-	// active markers, services). ownedMu is held across each write so that a
-	// refresh never resurrects a record that was just removed.
+	// active markers, services); see refreshOwned and disown.
 	ownedMu sync.Mutex
 	owned   map[ownedKey][]byte
 }
@@ -323,26 +322,52 @@ func (p *Platform) disconnected() {
 // own writes a TTL'd record this process keeps alive until disown.
 func (p *Platform) own(ctx context.Context, bucket, key string, value []byte) error {
 	p.ownedMu.Lock()
-	defer p.ownedMu.Unlock()
 	p.owned[ownedKey{bucket, key}] = value
+	p.ownedMu.Unlock()
 	return state.PutTTL(ctx, p.js, bucket, key, value, p.recordTTL())
 }
 
-// disown deletes a record and stops keeping it alive.
+// disown stops keeping a record alive and deletes it. It never waits on the
+// network: it runs while an instance stops, possibly at its lease deadline
+// with NATS unreachable, and must not eat the stop budget of the hooks after
+// it. The delete runs in the background; if it cannot land, the record's
+// TTL removes it.
 func (p *Platform) disown(ctx context.Context, kv jetstream.KeyValue, key string) error {
 	p.ownedMu.Lock()
-	defer p.ownedMu.Unlock()
 	delete(p.owned, ownedKey{kv.Bucket(), key})
-	return kv.Delete(ctx, key)
+	p.ownedMu.Unlock()
+	go func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.recordTTL())
+		defer cancel()
+		_ = kv.Delete(dctx, key)
+	}()
+	return nil
 }
 
+// refreshOwned re-puts every owned record. It publishes without holding
+// ownedMu (a refresh may hang for its whole timeout during a partition), and
+// deletes again any record that was disowned while its refresh was in
+// flight, so a refresh never leaves a removed record behind.
 func (p *Platform) refreshOwned(ctx context.Context) error {
 	p.ownedMu.Lock()
-	defer p.ownedMu.Unlock()
-	var errs []error
+	snapshot := make(map[ownedKey][]byte, len(p.owned))
 	for k, v := range p.owned {
+		snapshot[k] = v
+	}
+	p.ownedMu.Unlock()
+	var errs []error
+	for k, v := range snapshot {
 		if err := state.PutTTL(ctx, p.js, k.bucket, k.key, v, p.recordTTL()); err != nil {
 			errs = append(errs, fmt.Errorf("refresh %s/%s: %w", k.bucket, k.key, err))
+			continue
+		}
+		p.ownedMu.Lock()
+		_, still := p.owned[k]
+		p.ownedMu.Unlock()
+		if !still {
+			if kv := p.bucketFor(k.bucket); kv != nil {
+				_ = kv.Delete(ctx, k.key)
+			}
 		}
 	}
 	return errors.Join(errs...)

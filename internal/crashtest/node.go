@@ -1,0 +1,263 @@
+//go:build unix
+
+package crashtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	cluster "github.com/ozanturksever/go-cluster"
+)
+
+// Environment variables that turn a binary into a test node (see
+// MaybeRunNode). Tests and the bench re-execute their own binary with them.
+const (
+	EnvNode     = "GCL_CRASHTEST_NODE" // "1": run as a node
+	EnvNATSURL  = "GCL_CRASHTEST_NATS_URL"
+	EnvNodeID   = "GCL_CRASHTEST_NODE_ID"
+	EnvPlatform = "GCL_CRASHTEST_PLATFORM"
+	EnvLeaseTTL = "GCL_CRASHTEST_LEASE_TTL" // a time.Duration; empty: library default
+	EnvLogPath  = "GCL_CRASHTEST_LOG"
+)
+
+// AppName is the singleton app every node runs.
+const AppName = "db"
+
+// Event kinds written to a node's event log. Start and Stop bracket the time
+// the node acts as the leader; Killed is appended by the harness after it
+// SIGKILLed the node, stamped just before the kill.
+const (
+	KindReady   = "ready"   // first OnPassive: the node runs and campaigns
+	KindStart   = "start"   // OnActive
+	KindServing = "serving" // activation finished: IsLeader() is true
+	KindStop    = "stop"    // OnPassive after having been active
+	// KindLatePassive follows a stop whose OnPassive was called with its
+	// context already done: the hook had no time left to stop anything.
+	KindLatePassive = "passive-ctx-done"
+	KindStepDown    = "stepdown" // StepDown (on SIGUSR1) returned without error
+	KindStepErr     = "stepdown-error"
+	KindExit        = "exit" // Run returned; the process exits next
+	KindKilled      = "killed"
+)
+
+// NodeConfig configures one node process.
+type NodeConfig struct {
+	NATSURL  string
+	NodeID   string
+	Platform string
+	LeaseTTL time.Duration // 0: library default
+	LogPath  string        // event log, appended to
+}
+
+// Env is the environment that makes MaybeRunNode run cfg.
+func (c NodeConfig) Env() []string {
+	env := []string{
+		EnvNode + "=1",
+		EnvNATSURL + "=" + c.NATSURL,
+		EnvNodeID + "=" + c.NodeID,
+		EnvPlatform + "=" + c.Platform,
+		EnvLogPath + "=" + c.LogPath,
+	}
+	if c.LeaseTTL > 0 {
+		env = append(env, EnvLeaseTTL+"="+c.LeaseTTL.String())
+	}
+	return env
+}
+
+// MaybeRunNode runs a node and exits the process when the environment asks
+// for one (EnvNode=1); otherwise it returns at once. Call it first thing in
+// TestMain or main.
+func MaybeRunNode() {
+	if os.Getenv(EnvNode) != "1" {
+		return
+	}
+	cfg := NodeConfig{
+		NATSURL:  os.Getenv(EnvNATSURL),
+		NodeID:   os.Getenv(EnvNodeID),
+		Platform: os.Getenv(EnvPlatform),
+		LogPath:  os.Getenv(EnvLogPath),
+	}
+	if s := os.Getenv(EnvLeaseTTL); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "crashtest node: %s: %v\n", EnvLeaseTTL, err)
+			os.Exit(2)
+		}
+		cfg.LeaseTTL = d
+	}
+	go watchParent()
+	os.Exit(RunNode(cfg))
+}
+
+// watchParent stops the node when the driver that started it is gone (a
+// test binary that timed out or panicked), so no node outlives its run.
+func watchParent() {
+	ppid := os.Getppid()
+	for {
+		time.Sleep(200 * time.Millisecond)
+		if os.Getppid() != ppid {
+			fmt.Fprintln(os.Stderr, "crashtest node: driver is gone; stopping")
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+			time.Sleep(5 * time.Second) // the NATS server may be gone with the driver
+			os.Exit(3)
+		}
+	}
+}
+
+// eventLog appends one line per event and syncs it to disk before
+// returning, so that a SIGKILL never loses an event that was written.
+type eventLog struct {
+	mu   sync.Mutex
+	f    *os.File
+	node string
+}
+
+func (l *eventLog) write(kind string, epoch uint64) {
+	now := time.Now()
+	line := fmt.Sprintf("%s %s %d %d\n", kind, l.node, epoch, now.UnixNano())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.f.WriteString(line); err != nil {
+		fmt.Fprintf(os.Stderr, "crashtest node: write event log: %v\n", err)
+		return
+	}
+	if err := l.f.Sync(); err != nil {
+		fmt.Fprintf(os.Stderr, "crashtest node: sync event log: %v\n", err)
+	}
+}
+
+// RunNode runs one node until SIGTERM or SIGINT and returns the process exit
+// code. The node runs the singleton app AppName and logs its transitions to
+// cfg.LogPath. SIGUSR1 makes it step down if it leads.
+func RunNode(cfg NodeConfig) int {
+	if cfg.NATSURL == "" || cfg.NodeID == "" || cfg.Platform == "" || cfg.LogPath == "" {
+		fmt.Fprintln(os.Stderr, "crashtest node: NATS URL, node ID, platform and log path are required")
+		return 2
+	}
+	f, err := os.OpenFile(cfg.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "crashtest node: %v\n", err)
+		return 2
+	}
+	defer f.Close()
+	ev := &eventLog{f: f, node: cfg.NodeID}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := []cluster.PlatformOption{cluster.WithLogger(logger)}
+	if cfg.LeaseTTL > 0 {
+		opts = append(opts, cluster.WithLeaseTTL(cfg.LeaseTTL))
+	}
+	// Signals first: a signal that arrives while connecting must not kill
+	// the process with the default action.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	p, err := cluster.NewPlatform(cfg.Platform, cfg.NodeID, cfg.NATSURL, opts...)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "crashtest node: %v\n", err)
+		return 1
+	}
+	defer p.Close()
+
+	app := cluster.NewApp(AppName, cluster.Singleton())
+	var (
+		mu      sync.Mutex
+		active  bool
+		epoch   uint64
+		started bool
+		stopped = make(chan struct{}) // closed by the OnPassive ending the current term
+	)
+	app.OnActive(func(context.Context) error {
+		e := app.Election().Epoch()
+		mu.Lock()
+		active, epoch = true, e
+		stopped = make(chan struct{})
+		done := stopped
+		mu.Unlock()
+		ev.write(KindStart, e)
+		go func() {
+			// Tell when activation has finished, so that drivers can wait
+			// for a settled leader before they act on it.
+			t := time.NewTicker(time.Millisecond)
+			defer t.Stop()
+			for {
+				if el := app.Election(); el.IsLeader() && el.Epoch() == e {
+					ev.write(KindServing, e)
+					return
+				}
+				select {
+				case <-done:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		return nil
+	})
+	app.OnPassive(func(ctx context.Context) error {
+		late := ctx.Err() != nil
+		mu.Lock()
+		was, e, first := active, epoch, !started
+		active, started = false, true
+		if was {
+			close(stopped)
+		}
+		mu.Unlock()
+		switch {
+		case was:
+			ev.write(KindStop, e)
+			if late {
+				ev.write(KindLatePassive, e)
+			}
+		case first:
+			ev.write(KindReady, 0)
+		}
+		return nil
+	})
+	app.Handle("whoami", func(context.Context, []byte) ([]byte, error) {
+		return []byte(cfg.NodeID + " " + strconv.FormatUint(app.Election().Epoch(), 10)), nil
+	})
+	if err := p.Register(app); err != nil {
+		fmt.Fprintf(os.Stderr, "crashtest node: %v\n", err)
+		return 1
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for s := range sigs {
+			if s != syscall.SIGUSR1 {
+				cancel()
+				continue
+			}
+			go func() {
+				e := app.Election().Epoch()
+				sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer scancel()
+				if err := app.Election().StepDown(sctx); err != nil {
+					fmt.Fprintf(os.Stderr, "crashtest node: step down: %v\n", err)
+					ev.write(KindStepErr, e)
+					return
+				}
+				ev.write(KindStepDown, e)
+			}()
+		}
+	}()
+
+	err = p.Run(ctx)
+	ev.write(KindExit, 0)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "crashtest node: run: %v\n", err)
+		return 1
+	}
+	return 0
+}
