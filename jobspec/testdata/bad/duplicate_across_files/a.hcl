@@ -1,0 +1,5 @@
+app "database" {
+  backend "systemd" {
+    unit = "postgresql.service"
+  }
+}

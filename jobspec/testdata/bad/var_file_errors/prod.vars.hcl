@@ -1,0 +1,3 @@
+replicas = "many"
+tags     = "not-a-list"
+replica  = 3
