@@ -71,6 +71,8 @@ type Application struct {
 	calls               *callSubs
 	claimed             bool // active on this node; guarded by Platform.claimMu
 	kv                  *KV
+	guard               *ringGuard  // partitions owned here; kept across activations
+	member              *ringMember // while active in a ring
 }
 
 // NewApp makes an app. Without a mode option it is a singleton.
@@ -160,7 +162,8 @@ func Systemd(unit string) *Backend { return &Backend{Kind: "systemd", Unit: unit
 func WithBackend(b *Backend) Option { return func(a *Application) { a.backend = b } }
 
 // Ring partitions the app's key space into n partitions owned by its
-// active instances.
+// active instances (with Spread: every node that runs the app). Every node
+// must ask for the same n; a key's partition depends only on n.
 func Ring(partitions int) Option {
 	return func(a *Application) {
 		if partitions < 1 {
@@ -183,8 +186,6 @@ func (a *Application) unavailable() error {
 		return fmt.Errorf("app %s: VIP %s on %s: %w", a.name, a.vipCIDR, a.vipIf, ErrNotAvailableYet)
 	case a.backend != nil:
 		return fmt.Errorf("app %s: %s backend %q: %w", a.name, a.backend.Kind, a.backend.Unit, ErrNotAvailableYet)
-	case a.ringPartitions > 0:
-		return fmt.Errorf("app %s: ring pattern (Ring(%d)): %w", a.name, a.ringPartitions, ErrNotAvailableYet)
 	}
 	return nil
 }
@@ -221,6 +222,21 @@ func (a *Application) OnRelease(h PartitionHook) {
 	a.mu.Lock()
 	a.onRelease = append(a.onRelease, h)
 	a.mu.Unlock()
+}
+
+func (a *Application) partitionHooks(list *[]PartitionHook) []PartitionHook {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]PartitionHook(nil), (*list)...)
+}
+
+func (a *Application) ringGuard() *ringGuard {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.guard == nil {
+		a.guard = newRingGuard()
+	}
+	return a.guard
 }
 
 // Election is the app's leadership handle.

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ozanturksever/go-cluster/placement"
 )
 
 // Handler answers a call. Handlers run concurrently, one goroutine per call;
@@ -22,6 +25,11 @@ const (
 	hdrError    = "Gcl-Error"
 	hdrNode     = "Gcl-Node"
 	hdrDeadline = "Gcl-Deadline" // caller's deadline, Unix nanoseconds
+	// A ForKey call names the key's partition; an instance that does not
+	// own it answers with hdrNotOwner instead of running the handler, and
+	// the caller tries the owner of the newest assignment.
+	hdrPartition = "Gcl-Partition"
+	hdrNotOwner  = "Gcl-Not-Owner"
 )
 
 // DefaultCallTimeout bounds a call whose ctx has no deadline.
@@ -131,6 +139,17 @@ func (p *Platform) answer(a *Application, m *nats.Msg) {
 		_ = m.RespondMsg(reply)
 		return
 	}
+	if ps := m.Header.Get(hdrPartition); ps != "" {
+		part, err := strconv.Atoi(ps)
+		guard := a.ringGuard()
+		if err != nil || !guard.enter(part) {
+			reply.Header.Set(hdrNotOwner, ps)
+			_ = m.RespondMsg(reply)
+			return
+		}
+		// OnRelease of this partition waits for this call to end.
+		defer guard.exit(part)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultCallTimeout)
 	if d := m.Header.Get(hdrDeadline); d != "" {
 		var ns int64
@@ -211,17 +230,6 @@ func (c *Client) Call(ctx context.Context, method string, payload any, opts ...C
 	for _, opt := range opts {
 		opt(&o)
 	}
-	var subject string
-	switch o.route {
-	case "":
-		subject = p.layout.CallLeaderSubject(c.app)
-	case "any":
-		subject = p.layout.CallAnySubject(c.app)
-	case "node":
-		subject = p.layout.CallNodeSubject(c.app, o.node)
-	case "key":
-		return nil, fmt.Errorf("call %s.%s ForKey(%q): ring routing: %w", c.app, method, o.key, ErrNotAvailableYet)
-	}
 	data, err := encodePayload(payload)
 	if err != nil {
 		return nil, fmt.Errorf("call %s.%s: encode request: %w", c.app, method, err)
@@ -231,22 +239,84 @@ func (c *Client) Call(ctx context.Context, method string, payload any, opts ...C
 		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
 		defer cancel()
 	}
-	dl, _ := ctx.Deadline()
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
-		hdrMethod:   []string{method},
-		hdrDeadline: []string{fmt.Sprint(dl.UnixNano())},
-	}}
-	resp, err := p.nc.RequestMsgWithContext(ctx, msg)
+	var subject string
+	switch o.route {
+	case "":
+		subject = p.layout.CallLeaderSubject(c.app)
+	case "any":
+		subject = p.layout.CallAnySubject(c.app)
+	case "node":
+		subject = p.layout.CallNodeSubject(c.app, o.node)
+	case "key":
+		return c.callForKey(ctx, p, method, data, o.key)
+	}
+	resp, err := c.request(ctx, p, subject, method, data, -1)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return nil, fmt.Errorf("call %s.%s: %w", c.app, method, ErrNoInstance)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("call %s.%s: %w", c.app, method, err)
 	}
+	return c.result(method, resp)
+}
+
+// request sends one call; partition >= 0 marks a ForKey call.
+func (c *Client) request(ctx context.Context, p *Platform, subject, method string, data []byte, partition int) (*nats.Msg, error) {
+	dl, _ := ctx.Deadline()
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
+		hdrMethod:   []string{method},
+		hdrDeadline: []string{strconv.FormatInt(dl.UnixNano(), 10)},
+	}}
+	if partition >= 0 {
+		msg.Header.Set(hdrPartition, strconv.Itoa(partition))
+	}
+	return p.nc.RequestMsgWithContext(ctx, msg)
+}
+
+func (c *Client) result(method string, resp *nats.Msg) ([]byte, error) {
 	if e := resp.Header.Get(hdrError); e != "" {
 		return nil, &RemoteError{App: c.app, Method: method, Node: resp.Header.Get(hdrNode), Message: e}
 	}
 	return resp.Data, nil
+}
+
+// callForKey sends a call to the owner of key's ring partition. While the
+// partition moves, the old owner answers "not owner" (or is gone) and the
+// new one may still wait for the handoff; the call is retried against the
+// newest assignment until it is served or ctx ends. It is never served by
+// a node that does not own the partition at that moment.
+func (c *Client) callForKey(ctx context.Context, p *Platform, method string, data []byte, key string) ([]byte, error) {
+	v, err := p.ringViewOf(ctx, c.app)
+	if err != nil {
+		return nil, fmt.Errorf("call %s.%s ForKey(%q): %w", c.app, method, key, err)
+	}
+	const maxBackoff = 50 * time.Millisecond
+	backoff := time.Millisecond
+	part, owner := -1, ""
+	for {
+		s, changed := v.wait()
+		if s != nil {
+			part = placement.RingPartition(key, s.partitions)
+			owner = s.owner(part)
+		}
+		if owner != "" {
+			resp, err := c.request(ctx, p, p.layout.CallNodeSubject(c.app, owner), method, data, part)
+			switch {
+			case err == nil && resp.Header.Get(hdrNotOwner) == "":
+				return c.result(method, resp)
+			case err != nil && !errors.Is(err, nats.ErrNoResponders):
+				return nil, fmt.Errorf("call %s.%s ForKey(%q) on %s: %w", c.app, method, key, owner, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("call %s.%s ForKey(%q): partition %d has no owner serving it (last tried %q): %w (%w)",
+				c.app, method, key, part, owner, ErrNoInstance, ctx.Err())
+		case <-changed:
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
 }
 
 func encodePayload(v any) ([]byte, error) {

@@ -68,8 +68,9 @@ func (s *activity) waitOff(ctx context.Context) error {
 //  3. vip: add the virtual IP, announce it                   (issue 6)
 //  4. backend: start the systemd unit or process             (issue 6)
 //  5. hooks: OnActive, OnStart                               / OnStop
-//  6. calls: answer leader and any-instance calls
-//  7. services: publish service records
+//  6. ring: join the ring, own partitions as assigned         / release all, leave
+//  7. calls: answer leader and any-instance calls
+//  8. services: publish service records
 //
 // The active marker (for AwayFromApp) is written by the first step, so that
 // it covers everything the instance does.
@@ -92,6 +93,14 @@ func (p *Platform) steps(a *Application) []step {
 				return runHooks(ctx, a, "OnStart", a.hooks(&a.onStart))
 			},
 			down: func(ctx context.Context) error { return runHooks(ctx, a, "OnStop", a.hooks(&a.onStop)) }},
+		{name: "ring",
+			up: func(ctx context.Context, _ uint64) error {
+				if a.ringPartitions == 0 {
+					return nil
+				}
+				return p.joinRing(ctx, a)
+			},
+			down: func(ctx context.Context) error { return p.leaveRing(ctx, a) }},
 		{name: "calls",
 			up:   func(context.Context, uint64) error { return p.serveActiveCalls(a) },
 			down: func(context.Context) error { return p.stopActiveCalls(a) }},

@@ -36,6 +36,14 @@ type Platform struct {
 	probeSub *nats.Subscription
 	address  string
 
+	assignments jetstream.KeyValue
+	// rootCtx lives until Close; watches that serve the whole platform
+	// (ring views) run under it.
+	rootCtx    context.Context
+	rootCancel context.CancelFunc
+	ringMu     sync.Mutex
+	ringViews  map[string]*ringView // see ringViewOf
+
 	mu      sync.Mutex
 	apps    []*Application
 	byName  map[string]*Application
@@ -78,8 +86,11 @@ func NewPlatform(name, nodeID, natsURL string, opts ...PlatformOption) (*Platfor
 		layout: state.Layout{Platform: name},
 		byName: map[string]*Application{},
 		owned:  map[ownedKey][]byte{},
+
+		ringViews: map[string]*ringView{},
 		log:    cfg.logger.With("platform", name, "node", nodeID),
 	}
+	p.rootCtx, p.rootCancel = context.WithCancel(context.Background())
 	p.initErr = p.connect(natsURL)
 	if p.initErr != nil {
 		return p, p.initErr
@@ -138,6 +149,16 @@ func (p *Platform) connect(natsURL string) error {
 			p.nc.Close()
 			return err
 		}
+	}
+	if p.assignments, err = state.EnsureKV(ctx, p.js, jetstream.KeyValueConfig{
+		Bucket: p.layout.AssignmentsBucket(), History: 1, Replicas: p.cfg.replicas, Storage: jetstream.FileStorage,
+	}); err != nil {
+		p.nc.Close()
+		return err
+	}
+	if err := p.ensureEventsStream(ctx); err != nil {
+		p.nc.Close()
+		return err
 	}
 	p.prober = state.NewProber(p.nc, p.layout, p.cfg.timing.ProbeInterval)
 	return nil
@@ -221,6 +242,9 @@ func (p *Platform) Run(ctx context.Context) error {
 		if err == nil {
 			err = a.unavailable()
 		}
+		if err == nil && a.ringPartitions > 0 {
+			err = p.checkRingPartitions(ctx, a)
+		}
 		if err != nil {
 			p.log.Error("cannot run", "app", a.name, "err", err)
 			return err
@@ -299,6 +323,7 @@ func (p *Platform) Close() error {
 	p.closed = true
 	p.mu.Unlock()
 	defaultPlatform.CompareAndSwap(p, nil)
+	p.rootCancel()
 	if p.nc != nil {
 		p.nc.Close()
 	}
@@ -311,10 +336,13 @@ func (p *Platform) disconnected() {
 	p.mu.Unlock()
 	for _, a := range apps {
 		a.mu.Lock()
-		r := a.runner
+		r, m := a.runner, a.member
 		a.mu.Unlock()
 		if r != nil {
 			r.disconnected()
+		}
+		if m != nil {
+			m.disconnected()
 		}
 	}
 }

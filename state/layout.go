@@ -26,12 +26,32 @@ func (l Layout) LocksBucket(app string) string {
 	return "gcl_" + l.Platform + "_locks_" + app
 }
 
+// AssignmentsBucket holds decisions that outlive any process: ring
+// partition owners (RingKey). Entries have no TTL.
+func (l Layout) AssignmentsBucket() string { return "gcl_" + l.Platform + "_assignments" }
+
+// EventsStream is the activity feed: elections, ring moves, hook failures.
+func (l Layout) EventsStream() string { return "gcl_" + l.Platform + "_events" }
+
 // LeaseKey is the key of a lease in the leases bucket: one per singleton app
 // ("<app>.leader") and one per pool slot ("<app>.slot.<n>").
 func (l Layout) LeaseKey(app string) string { return app + ".leader" }
 func (l Layout) SlotKey(app string, slot int) string {
 	return fmt.Sprintf("%s.slot.%d", app, slot)
 }
+
+// RingKey is a ring app's assignment in the assignments bucket.
+func (l Layout) RingKey(app string) string { return "ring." + app }
+
+// RingMemberKey is a ring member's record in the nodes bucket: what it has
+// seen and holds. It is TTL'd like presence, so a crashed member's record
+// goes with it. RingMembers matches every member record of app.
+func (l Layout) RingMemberKey(app, node string) string { return "ring." + app + "." + node }
+func (l Layout) RingMembers(app string) string        { return "ring." + app + ".*" }
+
+// RingCoordinatorKey is the lease of the member that decides a ring's
+// assignment, in the leases bucket.
+func (l Layout) RingCoordinatorKey(app string) string { return app + ".ring" }
 
 // NodeKey is a node's presence record in the nodes bucket.
 func (l Layout) NodeKey(node string) string { return "node." + node }
@@ -66,6 +86,19 @@ func (l Layout) CallAnySubject(app string) string {
 func (l Layout) CallNodeSubject(app, node string) string {
 	return "gcl." + l.Platform + ".call." + app + ".node." + node
 }
+
+// RingRebalanceSubject is answered by a ring's coordinator: a request makes
+// it check its members now and rewrite the assignment.
+func (l Layout) RingRebalanceSubject(app string) string {
+	return "gcl." + l.Platform + ".ring." + app + ".rebalance"
+}
+
+// EventSubject is where an event of kind about app is published; the
+// events stream captures EventSubjects.
+func (l Layout) EventSubject(app, kind string) string {
+	return "gcl." + l.Platform + ".events." + app + "." + kind
+}
+func (l Layout) EventSubjects() string { return "gcl." + l.Platform + ".events.>" }
 
 // MarkerTTL is how long expiry and delete markers stay in TTL'd buckets:
 // long enough for a watcher that reconnects to still see them.
