@@ -88,7 +88,7 @@ func NewPlatform(name, nodeID, natsURL string, opts ...PlatformOption) (*Platfor
 		owned:  map[ownedKey][]byte{},
 
 		ringViews: map[string]*ringView{},
-		log:    cfg.logger.With("platform", name, "node", nodeID),
+		log:       cfg.logger.With("platform", name, "node", nodeID),
 	}
 	p.rootCtx, p.rootCancel = context.WithCancel(context.Background())
 	p.initErr = p.connect(natsURL)

@@ -69,7 +69,7 @@ func (p *Platform) coordinateRing(a *Application, m *ringMember, term *election.
 	// gone holds members proved gone (node → instance) whose records have
 	// not expired yet; a record of another instance is a new member.
 	gone := map[string]string{}
-	proved := make(chan string) // "node/instance" proved gone
+	proved := make(chan string)     // "node/instance" proved gone
 	watching := map[string]func(){} // node/instance → stop probing
 	defer func() {
 		for _, stop := range watching {

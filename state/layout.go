@@ -47,7 +47,7 @@ func (l Layout) RingKey(app string) string { return "ring." + app }
 // seen and holds. It is TTL'd like presence, so a crashed member's record
 // goes with it. RingMembers matches every member record of app.
 func (l Layout) RingMemberKey(app, node string) string { return "ring." + app + "." + node }
-func (l Layout) RingMembers(app string) string        { return "ring." + app + ".*" }
+func (l Layout) RingMembers(app string) string         { return "ring." + app + ".*" }
 
 // RingCoordinatorKey is the lease of the member that decides a ring's
 // assignment, in the leases bucket.

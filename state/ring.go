@@ -83,7 +83,9 @@ func DecodeRanges(s string, limit int) ([]int, error) {
 }
 
 // OwnersList expands the record's owners to one entry per partition.
-func (r RingAssignmentRecord) OwnersList() ([]string, error) { return expandOwners(r.Owners, r.Partitions) }
+func (r RingAssignmentRecord) OwnersList() ([]string, error) {
+	return expandOwners(r.Owners, r.Partitions)
+}
 
 // PrevList expands the record's departed owners to one entry per partition.
 func (r RingAssignmentRecord) PrevList() ([]string, error) { return expandOwners(r.Prev, r.Partitions) }
