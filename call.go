@@ -336,7 +336,13 @@ func encodePayload(v any) ([]byte, error) {
 // CallJSON calls method with req encoded as JSON and decodes the answer into Resp.
 func CallJSON[Resp any](ctx context.Context, c *Client, method string, req any, opts ...CallOption) (Resp, error) {
 	var out Resp
-	b, err := c.Call(ctx, method, req, opts...)
+	// Always JSON, even for a string or []byte request, which Call would
+	// send as they are.
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return out, fmt.Errorf("call %s.%s: encode request: %w", c.app, method, err)
+	}
+	b, err := c.Call(ctx, method, json.RawMessage(raw), opts...)
 	if err != nil {
 		return out, err
 	}

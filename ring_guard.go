@@ -84,10 +84,12 @@ func (g *ringGuard) revoke(ctx context.Context, parts []int) []int {
 	}
 }
 
+// owns reports whether p is owned here: admitted calls still run in it
+// after revoke began, and for them (and OwnsKey asked from them) it is.
 func (g *ringGuard) owns(p int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.owned[p]
+	return g.owned[p] || g.inflight[p] > 0
 }
 
 func (g *ringGuard) list() []int {
@@ -99,4 +101,11 @@ func (g *ringGuard) list() []int {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// serving reports whether p admits new calls (granted and not revoked).
+func (g *ringGuard) serving(p int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.owned[p]
 }

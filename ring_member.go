@@ -202,7 +202,7 @@ func (m *ringMember) step(ctx context.Context, s *ringState, records map[string]
 	// Partitions claimed earlier whose OnOwn failed are ours to try again.
 	take := steps.Take
 	for p := range held {
-		if s.owner(p) == m.p.node && !m.guard.owns(p) {
+		if s.owner(p) == m.p.node && !m.guard.serving(p) {
 			take = append(take, p)
 		}
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -304,4 +305,174 @@ func TestRingRefusesMismatchedPartitionCount(t *testing.T) {
 	if got := n1.app.Ring().Members(); !slices.Equal(got, []string{"n1"}) {
 		t.Fatalf("members %v", got)
 	}
+}
+
+// handoffCache is the seed's in-memory cache with the handoff the seed
+// suggests: OnRelease persists a partition's data (here to the app's KV),
+// OnOwn loads it.
+type handoffCache struct {
+	mu   sync.Mutex
+	data map[int]map[string]string
+}
+
+func (c *handoffCache) install(a *Application, node string) {
+	c.data = map[int]map[string]string{}
+	a.OnOwn(func(ctx context.Context, parts []int) error {
+		for _, p := range parts {
+			m := map[string]string{}
+			b, err := a.KV().Get(ctx, fmt.Sprintf("p%d", p))
+			if err != nil && !errors.Is(err, ErrKeyNotFound) {
+				return err
+			}
+			if err == nil {
+				if err := json.Unmarshal(b, &m); err != nil {
+					return err
+				}
+			}
+			c.mu.Lock()
+			c.data[p] = m
+			c.mu.Unlock()
+		}
+		return nil
+	})
+	a.OnRelease(func(ctx context.Context, parts []int) error {
+		for _, p := range parts {
+			c.mu.Lock()
+			b, _ := json.Marshal(c.data[p])
+			c.mu.Unlock()
+			if _, err := a.KV().Put(ctx, fmt.Sprintf("p%d", p), b); err != nil {
+				return err
+			}
+			c.mu.Lock()
+			delete(c.data, p)
+			c.mu.Unlock()
+		}
+		return nil
+	})
+	type kv struct{ Key, Value string }
+	a.Handle("set", HandleJSON(func(ctx context.Context, req kv) (string, error) {
+		p := a.Ring().PartitionFor(req.Key)
+		if !a.Ring().OwnsKey(req.Key) {
+			return "", fmt.Errorf("set %s on %s, which does not own partition %d", req.Key, node, p)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.data[p][req.Key] = req.Value
+		return node, nil
+	}))
+	a.Handle("get", HandleJSON(func(ctx context.Context, key string) (kv, error) {
+		p := a.Ring().PartitionFor(key)
+		if !a.Ring().OwnsKey(key) {
+			return kv{}, fmt.Errorf("get %s on %s, which does not own partition %d", key, node, p)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return kv{Key: key, Value: c.data[p][key]}, nil
+	}))
+}
+
+// TestRingForKeyUnderChurn keeps writing and reading keys through ForKey
+// while nodes join and leave gracefully. Every call is served by the owner
+// of its key (the handlers check), and no acknowledged set is lost.
+func TestRingForKeyUnderChurn(t *testing.T) {
+	url := startNATS(t)
+	const parts = 16
+	own := newOwnership()
+	start := func(node string) *ringNode {
+		return startRingNode(t, url, node, parts, own, func(a *Application) { new(handoffCache).install(a, node) })
+	}
+	nodes := map[string]*ringNode{"n1": start("n1"), "n2": start("n2")}
+	eventually(t, 10*time.Second, "2 owners", func() bool {
+		c, _ := own.counts()
+		return balanced(c, []string{"n1", "n2"}, parts)
+	})
+
+	client, err := NewPlatform("ringtest", "client", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	const writers, keysPerWriter = 4, 25
+	var wg sync.WaitGroup
+	var calls atomic.Int64
+	errs := make(chan error, writers)
+	acked := make([]map[string]string, writers)
+	for w := range writers {
+		acked[w] = map[string]string{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := client.Call("cache")
+			for i := 0; ctx.Err() == nil; i++ {
+				key := fmt.Sprintf("w%d-k%d", w, i%keysPerWriter)
+				val := fmt.Sprint(i)
+				cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := c.Call(cctx, "set", map[string]string{"Key": key, "Value": val}, ForKey(key))
+				if err == nil {
+					acked[w][key] = val
+					var got struct{ Key, Value string }
+					got, err = CallJSON[struct{ Key, Value string }](cctx, c, "get", key, ForKey(key))
+					if err == nil && got.Value != val {
+						err = fmt.Errorf("get %s = %q right after set %q was acknowledged", key, got.Value, val)
+					}
+				}
+				ccancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				calls.Add(2)
+			}
+		}()
+	}
+	churn := []struct {
+		join  bool
+		node  string
+		after []string
+	}{
+		{true, "n3", []string{"n1", "n2", "n3"}},
+		{false, "n1", []string{"n2", "n3"}},
+		{true, "n4", []string{"n2", "n3", "n4"}},
+		{false, "n2", []string{"n3", "n4"}},
+		{true, "n1", []string{"n1", "n3", "n4"}},
+	}
+	for _, step := range churn {
+		before := calls.Load()
+		eventually(t, 10*time.Second, "calls flowing", func() bool { return calls.Load() > before+200 || len(errs) > 0 })
+		if step.join {
+			nodes[step.node] = start(step.node)
+		} else {
+			nodes[step.node].stop()
+		}
+		eventually(t, 15*time.Second, fmt.Sprintf("balanced over %v", step.after), func() bool {
+			c, _ := own.counts()
+			return balanced(c, step.after, parts) || len(errs) > 0
+		})
+		select {
+		case err := <-errs:
+			t.Fatalf("while %v: %v", step, err)
+		default:
+		}
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Every acknowledged value is still there, on the current owners.
+	c := client.Call("cache")
+	for w := range writers {
+		for key, val := range acked[w] {
+			got, err := CallJSON[struct{ Key, Value string }](t.Context(), c, "get", key, ForKey(key))
+			if err != nil || got.Value != val {
+				t.Fatalf("get %s = %q, %v; last acknowledged set was %q", key, got.Value, err, val)
+			}
+		}
+	}
+	own.check(t)
+	t.Logf("%d calls through 5 membership changes", calls.Load())
 }

@@ -289,7 +289,7 @@ func TestBadInput(t *testing.T) {
 
 func TestLaterIssueFeaturesRefuseToRun(t *testing.T) {
 	url := startNATS(t)
-	for _, opt := range []Option{WithSQLite("/tmp/x.db"), VIP("10.0.1.100/24", "eth0"), WithBackend(Systemd("postgres")), Ring(256)} {
+	for _, opt := range []Option{WithSQLite("/tmp/x.db"), VIP("10.0.1.100/24", "eth0"), WithBackend(Systemd("postgres"))} {
 		p, err := NewPlatform("p", "n1", url)
 		if err != nil {
 			t.Fatal(err)

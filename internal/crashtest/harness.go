@@ -29,6 +29,7 @@ type Cluster struct {
 	Dir      string        // event logs and stderr files
 	Platform string        // platform name
 	LeaseTTL time.Duration // 0: library default
+	Mode     string        // "" or ModeRing: what the nodes run
 
 	mu    sync.Mutex
 	nodes map[string]*Proc
@@ -77,7 +78,7 @@ func (c *Cluster) Start(id, natsURL string) (*Proc, error) {
 		return nil, err
 	}
 	fmt.Fprintf(stderr, "=== crashtest: starting %s at %s\n", id, time.Now().Format(time.RFC3339Nano))
-	cfg := NodeConfig{NATSURL: natsURL, NodeID: id, Platform: c.Platform, LeaseTTL: c.LeaseTTL, LogPath: p.LogPath}
+	cfg := NodeConfig{NATSURL: natsURL, NodeID: id, Platform: c.Platform, LeaseTTL: c.LeaseTTL, LogPath: p.LogPath, Mode: c.Mode}
 	cmd := exec.Command(c.Exe)
 	// A race-enabled node would sleep a second at exit (the race runtime's
 	// atexit_sleep_ms); the harness waits for exits, so skip that.

@@ -26,6 +26,7 @@ const (
 	EnvPlatform = "GCL_CRASHTEST_PLATFORM"
 	EnvLeaseTTL = "GCL_CRASHTEST_LEASE_TTL" // a time.Duration; empty: library default
 	EnvLogPath  = "GCL_CRASHTEST_LOG"
+	EnvMode     = "GCL_CRASHTEST_MODE" // "" (singleton AppName) or ModeRing
 )
 
 // AppName is the singleton app every node runs.
@@ -55,6 +56,7 @@ type NodeConfig struct {
 	Platform string
 	LeaseTTL time.Duration // 0: library default
 	LogPath  string        // event log, appended to
+	Mode     string        // "": the singleton app; ModeRing: the ring app
 }
 
 // Env is the environment that makes MaybeRunNode run cfg.
@@ -68,6 +70,9 @@ func (c NodeConfig) Env() []string {
 	}
 	if c.LeaseTTL > 0 {
 		env = append(env, EnvLeaseTTL+"="+c.LeaseTTL.String())
+	}
+	if c.Mode != "" {
+		env = append(env, EnvMode+"="+c.Mode)
 	}
 	return env
 }
@@ -84,6 +89,7 @@ func MaybeRunNode() {
 		NodeID:   os.Getenv(EnvNodeID),
 		Platform: os.Getenv(EnvPlatform),
 		LogPath:  os.Getenv(EnvLogPath),
+		Mode:     os.Getenv(EnvMode),
 	}
 	if s := os.Getenv(EnvLeaseTTL); s != "" {
 		d, err := time.ParseDuration(s)
@@ -167,6 +173,9 @@ func RunNode(cfg NodeConfig) int {
 		return 1
 	}
 	defer p.Close()
+	if cfg.Mode == ModeRing {
+		return runRingNode(p, ev, sigs)
+	}
 
 	app := cluster.NewApp(AppName, cluster.Singleton())
 	var (
