@@ -141,3 +141,8 @@ func (p *Platform) checkRingPartitions(ctx context.Context, a *Application) erro
 	}
 	return nil
 }
+
+// PartitionFor returns key's partition among partitions, as Ring(partitions)
+// apps compute it (RingHandle.PartitionFor), for code without the app at
+// hand. It never changes for a given partition count.
+func PartitionFor(key string, partitions int) int { return placement.RingPartition(key, partitions) }

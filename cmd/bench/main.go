@@ -45,6 +45,7 @@ import (
 type options struct {
 	trialsStepDown int
 	trialsKill     int
+	trialsRing     int
 	quick          bool
 	jsonOut        bool
 	calls          int           // sequential round trips per kind
@@ -101,6 +102,8 @@ type Result struct {
 		Throughput []Throughput `json:"throughput"`
 	} `json:"call"`
 
+	Ring RingBench `json:"ring"`
+
 	KVPut  Stats    `json:"kv_put"`
 	KVGet  Stats    `json:"kv_get"`
 	Lock   Stats    `json:"lock_trylock_unlock"`
@@ -113,6 +116,7 @@ func main() {
 	var o options
 	flag.IntVar(&o.trialsStepDown, "trials-stepdown", 50, "graceful step-down trials")
 	flag.IntVar(&o.trialsKill, "trials-kill", 20, "SIGKILL trials")
+	flag.IntVar(&o.trialsRing, "trials-ring", 10, "ring join/leave trials")
 	flag.BoolVar(&o.quick, "quick", false, "fewer trials and shorter runs")
 	flag.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of a table")
 	flag.Parse()
@@ -124,6 +128,9 @@ func main() {
 		}
 		if !flagSet("trials-kill") {
 			o.trialsKill = 5
+		}
+		if !flagSet("trials-ring") {
+			o.trialsRing = 3
 		}
 	}
 	res, err := run(o)
@@ -138,7 +145,7 @@ func main() {
 	} else {
 		printTable(os.Stdout, res)
 	}
-	if res.StepDown.Overlaps > 0 || res.Kill.Overlaps > 0 || len(res.Errors) > 0 ||
+	if res.StepDown.Overlaps > 0 || res.Kill.Overlaps > 0 || res.Ring.OtherMovesJoin > 0 || len(res.Errors) > 0 ||
 		len(res.StepDown.Errors) > 0 || len(res.Kill.Errors) > 0 {
 		os.Exit(1)
 	}
@@ -178,6 +185,10 @@ func run(o options) (*Result, error) {
 	res.StepDown = benchFailover(srv.ClientURL(), filepath.Join(dir, "stepdown"), "bench_stepdown", o.trialsStepDown, false)
 	progress("SIGKILL of the leader: %d trials", o.trialsKill)
 	res.Kill = benchFailover(srv.ClientURL(), filepath.Join(dir, "kill"), "bench_kill", o.trialsKill, true)
+	progress("ring: 3 → 4 nodes, 256 partitions: %d trials", o.trialsRing)
+	if res.Ring, err = benchRing(srv.ClientURL(), o.trialsRing); err != nil {
+		res.Errors = append(res.Errors, "ring: "+err.Error())
+	}
 	progress("calls, KV and locks (in-process)")
 	if err := benchInProcess(srv.ClientURL(), o, res); err != nil {
 		res.Errors = append(res.Errors, err.Error())
@@ -515,6 +526,17 @@ func printTable(out io.Writer, r *Result) {
 	}
 	fmt.Fprintln(w)
 	w.Flush()
+
+	fmt.Fprintln(out)
+	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	rb := r.Ring
+	fmt.Fprintf(w, "ring (%d partitions, in-process nodes)\tn\tp50\tp99\tmax\n", rb.Partitions)
+	fmt.Fprintf(w, "join 3 → 4: Run → all OnOwn done\t%d\t%s\t%s\t%s\n", rb.Join.N, fmtMs(rb.Join.P50ms), fmtMs(rb.Join.P99ms), fmtMs(rb.Join.MaxMs))
+	fmt.Fprintf(w, "leave 4 → 3: stop → all owned again\t%d\t%s\t%s\t%s\n", rb.Leave.N, fmtMs(rb.Leave.P50ms), fmtMs(rb.Leave.P99ms), fmtMs(rb.Leave.MaxMs))
+	fmt.Fprintf(w, "Call ForKey\t%d\t%s\t%s\t%s\n", rb.ForKey.N, fmtMs(rb.ForKey.P50ms), fmtMs(rb.ForKey.P99ms), fmtMs(rb.ForKey.MaxMs))
+	w.Flush()
+	fmt.Fprintf(out, "NodeFor: %.0f ns/op; partitions moved on join: %d (optimum %d, %d not to the newcomer)\n",
+		rb.NodeForNs, rb.MovedOnJoin, rb.OptimumOnJoin, rb.OtherMovesJoin)
 
 	fmt.Fprintln(out)
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
