@@ -46,6 +46,10 @@ type ringMember struct {
 	mu     sync.Mutex // guards the fields below; never held across I/O
 	acked  uint64
 	held   map[int]bool
+	// invoked are partitions whose OnOwn was called and whose OnRelease
+	// has not been: a failed or interrupted OnOwn may have loaded part of
+	// a partition, and the app's OnRelease is where that is undone.
+	invoked map[int]bool
 	lastOK time.Time // send time of the newest publish the server acknowledged
 	lost   bool      // demoted for lack of contact; cleared by the next publish
 
@@ -89,7 +93,7 @@ func (p *Platform) joinRing(ctx context.Context, a *Application) error {
 		p: p, a: a, log: p.log.With("app", a.name), view: view, peers: peers,
 		guard: a.ringGuard(), key: p.layout.RingMemberKey(a.name, p.node),
 		wake: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}),
-		coord: coord, held: map[int]bool{},
+		coord: coord, held: map[int]bool{}, invoked: map[int]bool{},
 	}
 	if err := m.publish(ctx); err != nil {
 		cancel()
@@ -216,16 +220,17 @@ func (m *ringMember) step(ctx context.Context, s *ringState, records map[string]
 }
 
 // release stops owning parts, waits for their calls, runs OnRelease for
-// those that were owned, and publishes that they are free. On a hook error
-// the partitions stay held (not served) and release is tried again later,
-// unless force is set (the member is leaving).
+// those whose OnOwn was called, and publishes that they are free. On a hook
+// error the partitions stay held (not served) and release is tried again
+// later, unless force is set (the member is leaving).
 func (m *ringMember) release(ctx context.Context, parts []int, force bool) error {
 	if len(parts) == 0 {
 		return nil
 	}
 	hctx, cancel := m.p.hookContext(ctx)
 	defer cancel()
-	owned := m.guard.revoke(hctx, parts)
+	m.guard.revoke(hctx, parts)
+	owned := m.takeInvoked(parts)
 	var err error
 	if len(owned) > 0 {
 		err = runPartitionHooks(hctx, m.a, "OnRelease", m.a.partitionHooks(&m.a.onRelease), owned)
@@ -234,6 +239,11 @@ func (m *ringMember) release(ctx context.Context, parts []int, force bool) error
 		m.log.Error("ring: OnRelease failed", "partitions", state.EncodeRanges(owned), "err", err)
 		m.p.emit(Event{App: m.a.name, Kind: EventRingReleaseFailed, Partitions: state.EncodeRanges(owned), Error: err.Error()})
 		if !force {
+			m.mu.Lock()
+			for _, p := range owned {
+				m.invoked[p] = true // OnRelease is tried again
+			}
+			m.mu.Unlock()
 			return err
 		}
 	} else if len(owned) > 0 {
@@ -270,12 +280,17 @@ func (m *ringMember) take(ctx context.Context, version uint64, parts []int) erro
 		m.mu.Unlock()
 		return fmt.Errorf("ring %s: publish claim: %w", m.a.name, err)
 	}
+	m.mu.Lock()
+	for _, p := range parts {
+		m.invoked[p] = true
+	}
+	m.mu.Unlock()
 	hctx, cancel := m.p.hookContext(ctx)
 	defer cancel()
 	if err := runPartitionHooks(hctx, m.a, "OnOwn", m.a.partitionHooks(&m.a.onOwn), parts); err != nil {
 		// The claim stays: the assignment still gives these to us and OnOwn
-		// is tried again. If they move away meanwhile, release drops them
-		// without OnRelease, as they were never owned.
+		// is tried again. If they move away meanwhile, release runs their
+		// OnRelease (OnOwn was called) and drops them.
 		m.log.Error("ring: OnOwn failed", "partitions", state.EncodeRanges(parts), "version", version, "err", err)
 		m.p.emit(Event{App: m.a.name, Kind: EventRingOwnFailed, Partitions: state.EncodeRanges(parts), Version: version, Error: err.Error()})
 		return err
@@ -306,6 +321,21 @@ func (m *ringMember) ack(version uint64) bool {
 	}
 	m.acked = version
 	return true
+}
+
+// takeInvoked returns those of parts whose OnOwn was called, and forgets
+// them: OnRelease runs once for each OnOwn.
+func (m *ringMember) takeInvoked(parts []int) []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []int
+	for _, p := range parts {
+		if m.invoked[p] {
+			out = append(out, p)
+			delete(m.invoked, p)
+		}
+	}
+	return out
 }
 
 func (m *ringMember) heldList() []int {
@@ -407,7 +437,8 @@ func (m *ringMember) demote(reason string) {
 	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), m.p.cfg.timing.StopBudget)
 	defer cancel()
-	owned := m.guard.revoke(ctx, parts)
+	m.guard.revoke(ctx, parts)
+	owned := m.takeInvoked(parts)
 	m.log.Error("ring: released every partition", "reason", reason, "partitions", state.EncodeRanges(owned))
 	if len(owned) > 0 {
 		if err := runPartitionHooks(ctx, m.a, "OnRelease", m.a.partitionHooks(&m.a.onRelease), owned); err != nil {
