@@ -43,15 +43,15 @@ type ringMember struct {
 	done   chan struct{}
 	coord  *election.Candidate
 
-	mu     sync.Mutex // guards the fields below; never held across I/O
-	acked  uint64
-	held   map[int]bool
+	mu    sync.Mutex // guards the fields below; never held across I/O
+	acked uint64
+	held  map[int]bool
 	// invoked are partitions whose OnOwn was called and whose OnRelease
 	// has not been: a failed or interrupted OnOwn may have loaded part of
 	// a partition, and the app's OnRelease is where that is undone.
 	invoked map[int]bool
-	lastOK time.Time // send time of the newest publish the server acknowledged
-	lost   bool      // demoted for lack of contact; cleared by the next publish
+	lastOK  time.Time // send time of the newest publish the server acknowledged
+	lost    bool      // demoted for lack of contact; cleared by the next publish
 
 	pubMu sync.Mutex // serialises publishes of the member record
 }
