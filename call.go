@@ -125,8 +125,38 @@ func (p *Platform) stopActiveCalls(a *Application) error {
 
 func (p *Platform) dispatch(a *Application) nats.MsgHandler {
 	return func(m *nats.Msg) {
-		go p.answer(a, m)
+		p.answering.Add(1)
+		go func() {
+			defer p.answering.Done()
+			p.answer(a, m)
+		}()
 	}
+}
+
+// stopAnswering unsubscribes every call subscription, waits (up to
+// timeout) for the calls being answered, and flushes their replies, so that
+// closing the connection afterwards loses no reply: a caller whose request
+// was received always gets an answer ("not owner" included) instead of
+// waiting for its deadline.
+func (p *Platform) stopAnswering(timeout time.Duration) {
+	for _, a := range p.appsSnapshot() {
+		cs := p.callSubsOf(a)
+		cs.mu.Lock()
+		for _, s := range append(cs.active, cs.node) {
+			if s != nil {
+				_ = s.Unsubscribe()
+			}
+		}
+		cs.active, cs.node = nil, nil
+		cs.mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() { p.answering.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+	_ = p.nc.FlushTimeout(timeout)
 }
 
 func (p *Platform) answer(a *Application, m *nats.Msg) {

@@ -50,6 +50,9 @@ type Platform struct {
 	running bool
 	closed  bool
 
+	// answering counts calls being answered; see stopAnswering.
+	answering sync.WaitGroup
+
 	// claimMu orders the AwayFromApp claims of local apps (claimNode).
 	claimMu sync.Mutex
 
@@ -324,6 +327,9 @@ func (p *Platform) Close() error {
 	p.mu.Unlock()
 	defaultPlatform.CompareAndSwap(p, nil)
 	p.rootCancel()
+	if p.nc != nil && p.nc.IsConnected() {
+		p.stopAnswering(2 * time.Second)
+	}
 	if p.nc != nil {
 		p.nc.Close()
 	}
