@@ -139,24 +139,33 @@ func (p *Platform) dispatch(a *Application) nats.MsgHandler {
 // was received always gets an answer ("not owner" included) instead of
 // waiting for its deadline.
 func (p *Platform) stopAnswering(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	// Drain, not Unsubscribe: messages the client library has received but
+	// not yet handed to the callback are dispatched instead of dropped.
+	var subs []*nats.Subscription
 	for _, a := range p.appsSnapshot() {
 		cs := p.callSubsOf(a)
 		cs.mu.Lock()
 		for _, s := range append(cs.active, cs.node) {
-			if s != nil {
-				_ = s.Unsubscribe()
+			if s != nil && s.Drain() == nil {
+				subs = append(subs, s)
 			}
 		}
 		cs.active, cs.node = nil, nil
 		cs.mu.Unlock()
 	}
+	for _, s := range subs {
+		for s.IsValid() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
 	done := make(chan struct{})
 	go func() { p.answering.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(timeout):
+	case <-time.After(time.Until(deadline)):
 	}
-	_ = p.nc.FlushTimeout(timeout)
+	_ = p.nc.FlushTimeout(time.Until(deadline))
 }
 
 func (p *Platform) answer(a *Application, m *nats.Msg) {
