@@ -110,8 +110,8 @@ func (p *Platform) steps(a *Application) []step {
 	}
 }
 
-// activate runs the steps up. On failure it undoes the steps that
-// succeeded, in reverse, and returns the error.
+// activate runs the steps up. On failure it undoes the failed step and
+// those before it, in reverse, and returns the error.
 func (p *Platform) activate(ctx context.Context, a *Application, epoch uint64) error {
 	steps := p.steps(a)
 	for i, s := range steps {
@@ -119,7 +119,10 @@ func (p *Platform) activate(ctx context.Context, a *Application, epoch uint64) e
 			continue
 		}
 		if err := s.up(ctx, epoch); err != nil {
-			p.deactivateFrom(context.WithoutCancel(ctx), a, steps[:i])
+			// The failed step is undone too: every down tolerates a
+			// half-done up, and a hook that ran (OnStart did, OnActive
+			// failed after it) gets its OnStop.
+			p.deactivateFrom(context.WithoutCancel(ctx), a, steps[:i+1])
 			return fmt.Errorf("become active (%s): %w", s.name, err)
 		}
 	}
@@ -160,6 +163,11 @@ func runHooks(ctx context.Context, a *Application, name string, hooks []Hook) er
 // callHook runs h and returns when it returns or ctx ends, whichever comes
 // first: a hook that ignores its ctx must not hold the lease machinery.
 func callHook(ctx context.Context, h Hook) (err error) {
+	if ctx.Err() != nil {
+		// Not started at all: a hook started now could finish after the
+		// undoing that follows this error.
+		return fmt.Errorf("hook not run: %w", ctx.Err())
+	}
 	done := make(chan error, 1)
 	go func() {
 		defer func() {
@@ -173,6 +181,13 @@ func callHook(ctx context.Context, h Hook) (err error) {
 	case err = <-done:
 		return err
 	case <-ctx.Done():
+		// A hook that returned just as ctx ended has done its work: its
+		// result counts, or the caller would skip undoing it.
+		select {
+		case err = <-done:
+			return err
+		default:
+		}
 		return fmt.Errorf("hook did not return in time: %w", ctx.Err())
 	}
 }
