@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 
@@ -18,7 +19,6 @@ type ringState struct {
 	prev       []string
 	members    []string // sorted node IDs
 	instances  map[string]string
-	record     state.RingAssignmentRecord
 }
 
 func (s *ringState) owner(partition int) string {
@@ -36,7 +36,7 @@ type ringView struct {
 	mirror  *kvMirror
 	key     string
 	current atomic.Pointer[ringState]
-	bad     atomic.Value // error decoding the newest record, if any
+	log     *slog.Logger
 }
 
 // ringViewOf returns the view of app's ring, starting it on first use. It
@@ -55,7 +55,7 @@ func (p *Platform) ringViewOf(ctx context.Context, app string) (*ringView, error
 	if err != nil {
 		return nil, fmt.Errorf("ring %s: follow assignment: %w", app, err)
 	}
-	v := &ringView{app: app, mirror: m, key: key}
+	v := &ringView{app: app, mirror: m, key: key, log: p.log.With("app", app)}
 	v.refresh()
 	go func() {
 		for {
@@ -83,7 +83,9 @@ func (v *ringView) refresh() {
 	}
 	s, err := decodeRingState(e.Revision(), e.Value())
 	if err != nil {
-		v.bad.Store(err)
+		// Only a coordinator of another version writes such a record;
+		// routing keeps the last good version.
+		v.log.Error("ring: cannot read assignment; keeping the previous one", "err", err)
 		return
 	}
 	v.current.Store(s)
@@ -103,7 +105,7 @@ func decodeRingState(version uint64, raw []byte) (*ringState, error) {
 		return nil, fmt.Errorf("ring assignment v%d: %w", version, err)
 	}
 	s := &ringState{version: version, partitions: rec.Partitions, owners: owners, prev: prev,
-		instances: rec.Members, record: rec}
+		instances: rec.Members}
 	for m := range rec.Members {
 		s.members = append(s.members, m)
 	}

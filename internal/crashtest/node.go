@@ -240,29 +240,34 @@ func RunNode(cfg NodeConfig) int {
 		return 1
 	}
 
+	return runUntilSignalled(p, ev, sigs, func() {
+		e := app.Election().Epoch()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := app.Election().StepDown(sctx); err != nil {
+			fmt.Fprintf(os.Stderr, "crashtest node: step down: %v\n", err)
+			ev.write(KindStepErr, e)
+			return
+		}
+		ev.write(KindStepDown, e)
+	})
+}
+
+// runUntilSignalled runs p until SIGTERM or SIGINT, calls onUSR1 (in its
+// own goroutine) on SIGUSR1, logs the exit and returns the exit code.
+func runUntilSignalled(p *cluster.Platform, ev *eventLog, sigs <-chan os.Signal, onUSR1 func()) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		for s := range sigs {
 			if s != syscall.SIGUSR1 {
 				cancel()
-				continue
+			} else if onUSR1 != nil {
+				go onUSR1()
 			}
-			go func() {
-				e := app.Election().Epoch()
-				sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer scancel()
-				if err := app.Election().StepDown(sctx); err != nil {
-					fmt.Fprintf(os.Stderr, "crashtest node: step down: %v\n", err)
-					ev.write(KindStepErr, e)
-					return
-				}
-				ev.write(KindStepDown, e)
-			}()
 		}
 	}()
-
-	err = p.Run(ctx)
+	err := p.Run(ctx)
 	ev.write(KindExit, 0)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "crashtest node: run: %v\n", err)

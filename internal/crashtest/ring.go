@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"syscall"
 	"time"
 
 	cluster "github.com/ozanturksever/go-cluster"
@@ -48,22 +47,7 @@ func runRingNode(p *cluster.Platform, ev *eventLog, sigs <-chan os.Signal) int {
 		fmt.Fprintf(os.Stderr, "crashtest node: %v\n", err)
 		return 1
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		for s := range sigs {
-			if s != syscall.SIGUSR1 {
-				cancel()
-			}
-		}
-	}()
-	err := p.Run(ctx)
-	ev.write(KindExit, 0)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(os.Stderr, "crashtest node: run: %v\n", err)
-		return 1
-	}
-	return 0
+	return runUntilSignalled(p, ev, sigs, nil)
 }
 
 // PartitionInterval is a time a node owned a partition, per the logs.
