@@ -144,10 +144,14 @@ func (p *Platform) connect(natsURL string) error {
 	if err != nil {
 		return err
 	}
+	if p.leases, err = state.EnsureLeaseKV(ctx, p.js, p.layout.LeasesBucket(), p.cfg.replicas); err != nil {
+		p.nc.Close()
+		return err
+	}
 	for _, b := range []struct {
 		dst  *jetstream.KeyValue
 		name string
-	}{{&p.leases, p.layout.LeasesBucket()}, {&p.nodes, p.layout.NodesBucket()}, {&p.services, p.layout.ServicesBucket()}} {
+	}{{&p.nodes, p.layout.NodesBucket()}, {&p.services, p.layout.ServicesBucket()}} {
 		if *b.dst, err = state.EnsureKV(ctx, p.js, state.TTLBucketConfig(b.name, p.cfg.replicas)); err != nil {
 			p.nc.Close()
 			return err

@@ -45,7 +45,7 @@ type Liveness interface {
 // Config configures a Candidate for one lease key.
 type Config struct {
 	JS       jetstream.JetStream
-	KV       jetstream.KeyValue // a bucket made with state.TTLBucketConfig
+	KV       jetstream.KeyValue // a bucket made with state.EnsureLeaseKV
 	Key      string
 	Node     string
 	Instance string
@@ -281,6 +281,14 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 		var err error
 		if cur.present {
 			rev, err = state.PutCAS(actx, c.cfg.JS, c.bucket(), c.cfg.Key, c.record(0), cur.rev, c.ttl)
+			if state.IsCASFailure(err) {
+				// The record may have expired on the server, which leaves no
+				// marker in a lease bucket (see state.EnsureLeaseKV), so no
+				// watcher hears of it: an empty key is free to create.
+				if _, gerr := c.cfg.KV.Get(actx, c.cfg.Key); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+					rev, err = c.cfg.KV.Create(actx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
+				}
+			}
 		} else {
 			rev, err = c.cfg.KV.Create(actx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
 		}

@@ -103,7 +103,7 @@ func startCandidates(t *testing.T, ctx context.Context, url string, tm Timing, p
 		}
 		t.Cleanup(nc.Close)
 		js, _ := jetstream.New(nc)
-		kv, err := state.EnsureKV(ctx, js, state.TTLBucketConfig("leases", 1))
+		kv, err := state.EnsureLeaseKV(ctx, js, "leases", 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,4 +205,35 @@ func TestIneligibleLeaderHandsOver(t *testing.T) {
 	rec.waitFor(t, func() bool { return rec.leader() == "" }, time.Second, "no leader")
 	nodes[first].c.SetEligible(true)
 	rec.waitFor(t, func() bool { return rec.leader() == first }, 3*time.Second, "the eligible node")
+}
+
+// A lease record that expired on the server leaves no marker (see
+// state.EnsureLeaseKV), so a standby whose takeover timer fires after the
+// expiry finds its compare-and-set refused by an empty key. It must then
+// create the lease rather than wait for a watch event that never comes.
+func TestTakeoverAfterSilentExpiry(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := state.EnsureLeaseKV(ctx, js, "leases", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A dead holder's last record: the server drops it after 1s, but the
+	// record tells standbys to wait 3s, so the takeover comes after the expiry.
+	ghost := []byte(`{"holder":"ghost","instance":"ghost-1","ttl_ms":3000}`)
+	if _, err := state.PutCAS(ctx, js, "leases", "app.leader", ghost, 0, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	startCandidates(t, ctx, srv.ClientURL(), Timing{TTL: 2 * time.Second}.WithDefaults(), false, rec, "a")
+	rec.waitFor(t, func() bool { return rec.leader() == "a" }, 10*time.Second, "a to take over the expired lease")
+	if _, err := kv.Get(ctx, "app.leader"); err != nil {
+		t.Fatalf("lease record after takeover: %v", err)
+	}
 }
