@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,11 @@ type Platform struct {
 	byName  map[string]*Application
 	running bool
 	closed  bool
+	// While Run runs: its context, and how to end and wait for each app's
+	// runner so that apps can come and go (Register, Unregister).
+	runCtx  context.Context
+	runWG   *sync.WaitGroup
+	runStop map[string]appStop
 
 	// answering counts calls being answered; see stopAnswering.
 	answering sync.WaitGroup
@@ -191,16 +197,134 @@ func (p *Platform) appsSnapshot() []*Application {
 	return append([]*Application(nil), p.apps...)
 }
 
+// appStop ends one app's runner and tells when it has finished.
+type appStop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
 // Register adds apps to the platform. Apps registered while the platform
-// runs start at once.
+// runs start at once; an app that cannot start is not registered.
 func (p *Platform) Register(apps ...*Application) error {
 	var errs []error
 	for _, a := range apps {
 		if err := p.register(a); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		p.mu.Lock()
+		runCtx := p.runCtx
+		p.mu.Unlock()
+		if runCtx == nil {
+			continue
+		}
+		if err := p.startLate(runCtx, a); err != nil {
+			p.forget(a)
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startLate starts an app registered while Run runs. Unlike the apps Run
+// started, its runner failing later does not end Run: the node keeps
+// serving its other apps and the error is logged and kept on the app.
+func (p *Platform) startLate(ctx context.Context, a *Application) error {
+	if err := p.preflight(ctx, a); err != nil {
+		return err
+	}
+	r, err := p.newRunner(a)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.runCtx == nil {
+		return fmt.Errorf("app %s: %w", a.name, ErrClosed)
+	}
+	p.startRunner(a, r, func(err error) {
+		a.setErr(err)
+		p.log.Error("app stopped", "app", a.name, "err", err)
+	})
+	return nil
+}
+
+// endRun stops apps from starting: Run is about to wait for its runners.
+func (p *Platform) endRun() {
+	p.mu.Lock()
+	p.runCtx = nil
+	p.mu.Unlock()
+}
+
+// startRunner runs r under its own context, derived from Run's; p.mu held.
+func (p *Platform) startRunner(a *Application, r appRunner, failed func(error)) {
+	ctx, cancel := context.WithCancel(p.runCtx)
+	stop := appStop{cancel: cancel, done: make(chan struct{})}
+	p.runStop[a.name] = stop
+	p.runWG.Add(1)
+	go func() {
+		defer p.runWG.Done()
+		defer close(stop.done)
+		if err := r.run(ctx); err != nil && ctx.Err() == nil {
+			failed(fmt.Errorf("app %s: %w", a.name, err))
+		}
+	}()
+}
+
+// Unregister stops app name on this node and removes it: a leader hands
+// its lease to a standby, an active instance runs its deactivation hooks,
+// as when Run ends. It returns once the app has stopped, or with ctx's
+// error (the app keeps stopping in the background).
+func (p *Platform) Unregister(ctx context.Context, name string) error {
+	p.mu.Lock()
+	a := p.byName[name]
+	stop, running := p.runStop[name]
+	p.mu.Unlock()
+	if a == nil {
+		return fmt.Errorf("app %q on node %s: %w", name, p.node, ErrNotRegistered)
+	}
+	if running {
+		stop.cancel()
+		select {
+		case <-stop.done:
+		case <-ctx.Done():
+			return fmt.Errorf("app %s: stopping: %w", name, ctx.Err())
+		}
+	}
+	cs := p.callSubsOf(a)
+	cs.mu.Lock()
+	if cs.node != nil {
+		_ = cs.node.Unsubscribe()
+		cs.node = nil
+	}
+	cs.mu.Unlock()
+	p.forget(a)
+	return nil
+}
+
+// forget removes a from the platform's registry.
+func (p *Platform) forget(a *Application) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.byName, a.name)
+	delete(p.runStop, a.name)
+	p.apps = slices.DeleteFunc(p.apps, func(x *Application) bool { return x == a })
+	a.mu.Lock()
+	a.platform = nil
+	a.runner = nil
+	a.mu.Unlock()
+}
+
+// preflight refuses an app that cannot run, before anything is started.
+func (p *Platform) preflight(ctx context.Context, a *Application) error {
+	err := a.optErr
+	if err == nil {
+		err = a.unavailable()
+	}
+	if err == nil && a.ringPartitions > 0 {
+		err = p.checkRingPartitions(ctx, a)
+	}
+	return err
 }
 
 func (p *Platform) register(a *Application) error {
@@ -245,14 +369,7 @@ func (p *Platform) Run(ctx context.Context) error {
 	apps := append([]*Application(nil), p.apps...)
 	p.mu.Unlock()
 	for _, a := range apps {
-		err := a.optErr
-		if err == nil {
-			err = a.unavailable()
-		}
-		if err == nil && a.ringPartitions > 0 {
-			err = p.checkRingPartitions(ctx, a)
-		}
-		if err != nil {
+		if err := p.preflight(ctx, a); err != nil {
 			p.log.Error("cannot run", "app", a.name, "err", err)
 			return err
 		}
@@ -275,20 +392,34 @@ func (p *Platform) Run(ctx context.Context) error {
 	p.nc.SetClosedHandler(func(*nats.Conn) { close(connClosed); cancel() })
 	errc := make(chan error, len(apps)+1)
 	var wg sync.WaitGroup
+	// Apps registered from here on start on their own (Register); those
+	// registered while we joined are started with the rest.
+	p.mu.Lock()
+	p.runCtx, p.runWG, p.runStop = ctx, &wg, map[string]appStop{}
+	checked := apps
+	apps = append([]*Application(nil), p.apps...)
+	p.mu.Unlock()
+	for _, a := range apps {
+		if slices.Contains(checked, a) {
+			continue
+		}
+		if err := p.preflight(ctx, a); err != nil {
+			p.log.Error("cannot run", "app", a.name, "err", err)
+			p.endRun()
+			return err
+		}
+	}
 	for _, a := range apps {
 		r, err := p.newRunner(a)
 		if err != nil {
+			p.endRun()
 			cancel()
 			wg.Wait()
 			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("app %s: %w", a.name, err)
-			}
-		}()
+		p.mu.Lock()
+		p.startRunner(a, r, func(err error) { errc <- err })
+		p.mu.Unlock()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); errc <- p.heartbeat(ctx) }()
@@ -299,6 +430,7 @@ func (p *Platform) Run(ctx context.Context) error {
 	case runErr = <-errc:
 		cancel()
 	}
+	p.endRun()
 	wg.Wait()
 	if errors.Is(runErr, context.Canceled) {
 		runErr = nil
