@@ -22,6 +22,7 @@ type platformConfig struct {
 	natsOptions           []nats.Option
 	advertiseAddr         string
 	labels                map[string]string
+	agentHTTP             string
 	timing                election.Timing
 	presenceTTL           time.Duration
 	hookTimeout           time.Duration
@@ -108,6 +109,12 @@ func WithHookTimeout(d time.Duration) PlatformOption {
 // WithReplicas sets the JetStream replica count of the platform's buckets
 // (1 on one server, 3 on a cluster).
 func WithReplicas(n int) PlatformOption { return func(c *platformConfig) { c.replicas = n } }
+
+// AsAgent marks this node as run by a gcl agent whose HTTP API listens on
+// httpAddr; the scheduler places jobs only on such nodes.
+func AsAgent(httpAddr string) PlatformOption {
+	return func(c *platformConfig) { c.agentHTTP = httpAddr }
+}
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) PlatformOption { return func(c *platformConfig) { c.logger = l } }

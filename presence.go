@@ -24,6 +24,10 @@ type NodeInfo struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 	Apps     []string          `json:"apps,omitempty"`
 	Started  time.Time         `json:"started"`
+	// Agent is the HTTP address of the gcl agent running this node, empty
+	// for a program using the library on its own. The scheduler places
+	// jobs on agents only.
+	Agent string `json:"agent,omitempty"`
 }
 
 // recordTTL is the server-side TTL of presence, active and service records.
@@ -33,7 +37,7 @@ func (p *Platform) recordTTL() time.Duration { return p.cfg.presenceTTL - time.S
 
 func (p *Platform) nodeRecord() []byte {
 	p.mu.Lock()
-	info := NodeInfo{ID: p.node, Instance: p.instance, Address: p.address, Labels: p.cfg.labels, Started: time.Now().UTC()}
+	info := NodeInfo{ID: p.node, Instance: p.instance, Address: p.address, Labels: p.cfg.labels, Started: time.Now().UTC(), Agent: p.cfg.agentHTTP}
 	for _, a := range p.apps {
 		info.Apps = append(info.Apps, a.name)
 	}

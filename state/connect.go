@@ -86,7 +86,7 @@ func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, jetstream.JetStr
 	}
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(c.URL), err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", RedactURL(c.URL), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -97,7 +97,7 @@ func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, jetstream.JetStr
 	defer cancel()
 	if _, err := js.AccountInfo(actx); err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("NATS at %s has no usable JetStream: %w", redactURL(c.URL), err)
+		return nil, nil, fmt.Errorf("NATS at %s has no usable JetStream: %w", RedactURL(c.URL), err)
 	}
 	return nc, js, nil
 }

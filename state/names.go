@@ -50,7 +50,8 @@ func ValidateKey(key string) error {
 	return nil
 }
 
-func redactURL(raw string) string {
+// RedactURL hides passwords and tokens in NATS URLs so they can be logged.
+func RedactURL(raw string) string {
 	var out []string
 	for _, part := range strings.Split(raw, ",") {
 		u, err := url.Parse(strings.TrimSpace(part))

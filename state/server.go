@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -23,8 +24,17 @@ type ServerConfig struct {
 	StoreDir string
 	// Optional client authentication. Token and User/Password are exclusive.
 	User, Password, Token string
-	// ServerName names the server in cluster views; defaults to "gcl".
+	// ServerName names the server in cluster views; defaults to "gcl". It
+	// must be stable across restarts and unique in a cluster: JetStream
+	// knows its peers by it.
 	ServerName string
+	// ClusterPort, when not 0, makes the server a member of a NATS cluster
+	// (JetStream clustered) that listens for routes on ClusterHost (default
+	// Host) and connects to Routes ("host:port" of other members).
+	ClusterName string
+	ClusterHost string
+	ClusterPort int
+	Routes      []string
 }
 
 // Server is an embedded nats-server with JetStream enabled.
@@ -75,6 +85,26 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		Authorization:      cfg.Token,
 		JetStreamMaxMemory: 256 << 20,
 	}
+	if cfg.ClusterPort != 0 {
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort}
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = "gcl"
+		}
+		if opts.Cluster.Host == "" {
+			opts.Cluster.Host = host
+		}
+		if opts.Cluster.Port < 0 {
+			opts.Cluster.Port = server.RANDOM_PORT
+		}
+		for _, r := range cfg.Routes {
+			u, err := url.Parse("nats-route://" + r)
+			if err != nil {
+				s.cleanup()
+				return nil, fmt.Errorf("embedded nats: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		s.cleanup()
@@ -103,8 +133,13 @@ func (s *Server) waitJetStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("embedded nats: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	if s.cfg.ClusterPort == 0 {
+		// A single server answers at once; a cluster member waits for a
+		// quorum of its peers, which may take as long as the caller allows.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
 	for {
 		attempt, cancelAttempt := context.WithTimeout(ctx, time.Second)
 		_, err := js.AccountInfo(attempt)

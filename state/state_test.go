@@ -33,9 +33,9 @@ func TestServerTTLNeverShortens(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	got := redactURL("nats://user:secret@h1:4222,nats://h2:4222")
+	got := RedactURL("nats://user:secret@h1:4222,nats://h2:4222")
 	if strings.Contains(got, "secret") || !strings.Contains(got, "h2:4222") {
-		t.Fatalf("redactURL: %s", got)
+		t.Fatalf("RedactURL: %s", got)
 	}
 }
 

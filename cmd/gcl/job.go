@@ -13,7 +13,7 @@ import (
 func jobCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "job",
-		Usage: "check and inspect job files",
+		Usage: "run, plan, inspect and stop jobs",
 		Description: `A job file declares one or more apps:
 
    app "database" {
@@ -24,6 +24,13 @@ func jobCommand() *cli.Command {
 
 A directory argument stands for the *.hcl and *.hcl.json files in it.`,
 		Subcommands: []*cli.Command{
+			jobRunCommand(),
+			jobPlanCommand(),
+			jobStatusCommand(),
+			jobStopCommand(),
+			jobHistoryCommand(),
+			jobRevertCommand(),
+			jobApplyCommand(),
 			jobValidateCommand(),
 			jobInspectCommand(),
 		},
@@ -74,8 +81,11 @@ Warnings do not make a file invalid.
 ` + variablesHelp + `
 
 ` + exitCodesHelp,
-		Flags: variableFlags(),
+		Flags: append(variableFlags(), clusterFlagsWithoutJSON()...),
 		Action: func(c *cli.Context) error {
+			if c.NArg() == 1 && !pathExists(c.Args().First()) {
+				return inspectRunningJob(c, c.Args().First())
+			}
 			result, diags, err := parseJobs(c)
 			if err != nil {
 				return err
@@ -125,10 +135,13 @@ func jobInspectCommand() *cli.Command {
 		Usage:           "show job files as the cluster would see them",
 		ArgsUsage:       "FILE...",
 		UsageText: `gcl job inspect [-var NAME=VALUE]... [-var-file FILE]... [-json] FILE...
+   gcl job inspect [-json] JOB
 
    gcl job inspect examples/jobs/variables.hcl
+   gcl job inspect api
    gcl job inspect -var env=dev examples/jobs/variables.hcl -json`,
-		Description: `Renders the decoded apps offline: variables, locals and functions evaluated,
+		Description: `With a job name that is not a file, shows the running version of that job
+as the cluster stores it. With files, renders the decoded apps offline: variables, locals and functions evaluated,
 defaults filled in. The text form is a job file in canonical layout that
 parses to the same apps; -json prints the decoded structures, with durations
 in nanoseconds. Diagnostics go to stderr (in the JSON document with -json).
@@ -136,8 +149,11 @@ in nanoseconds. Diagnostics go to stderr (in the JSON document with -json).
 ` + variablesHelp + `
 
 ` + exitCodesHelp,
-		Flags: variableFlags(),
+		Flags: append(variableFlags(), clusterFlagsWithoutJSON()...),
 		Action: func(c *cli.Context) error {
+			if c.NArg() == 1 && !pathExists(c.Args().First()) {
+				return inspectRunningJob(c, c.Args().First())
+			}
 			result, diags, err := parseJobs(c)
 			if err != nil {
 				return err
@@ -230,4 +246,28 @@ func appList(apps []*jobspec.App) string {
 		names[i] = app.Name
 	}
 	return plural(len(apps), "app") + " (" + strings.Join(names, ", ") + ")"
+}
+
+func pathExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// inspectRunningJob prints the current version of a submitted job.
+func inspectRunningJob(c *cli.Context, name string) error {
+	s, err := connectFromFlags(c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	job, err := s.store.Job(c.Context, name)
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	if c.Bool("json") {
+		return writeJSON(c.App.Writer, job)
+	}
+	fmt.Fprintf(c.App.Writer, "# job %q version %d, submitted %s\n", job.Name, job.Version, job.SubmittedAt.Local().Format("2006-01-02 15:04:05"))
+	_, err = c.App.Writer.Write(jobspec.Render([]*jobspec.App{job.Spec}))
+	return err
 }

@@ -56,6 +56,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage: "make apps highly available on NATS JetStream",
 		UsageText: `gcl COMMAND [OPTIONS] [ARGUMENTS...]
 
+   gcl agent -dev
+   gcl job run examples/jobs/api.hcl
+   gcl job status api
    gcl job validate examples/jobs/database.hcl
    gcl fmt -check examples/jobs`,
 		Description: exitCodesHelp,
@@ -80,7 +83,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // commands lists the command groups; each lives in its own file.
 func commands() []*cli.Command {
 	return []*cli.Command{
+		agentCommand(),
 		jobCommand(),
+		nodeCommand(),
+		appCommand(),
+		stepdownCommand(),
 		fmtCommand(),
 	}
 }

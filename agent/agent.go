@@ -1,0 +1,246 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	cluster "github.com/ozanturksever/go-cluster"
+	"github.com/ozanturksever/go-cluster/control"
+	"github.com/ozanturksever/go-cluster/state"
+)
+
+// SchedulerApp is the singleton every agent registers: its leader runs the
+// scheduler. The "gcl-" prefix is reserved, so no job can take the name.
+const SchedulerApp = control.ReservedPrefix + "scheduler"
+
+// Agent is one running gcl agent.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	server   *state.Server // embedded NATS, nil when joining an external one
+	platform *cluster.Platform
+	store    *control.Store
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	http     *http.Server
+	httpAddr string
+	metrics  *metrics
+	started  time.Time
+	// scheduler is the singleton whose leader runs the scheduler.
+	scheduler *cluster.Application
+
+	ready atomic.Bool
+
+	mu        sync.Mutex
+	instances map[string]*instance // by job name
+	kick      chan struct{}        // an instance changed: report it
+}
+
+// New starts the agent's NATS (in dev and server mode), connects its
+// platform and opens the orchestrator state. Run starts working.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	started := time.Now()
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.Node), started: started,
+		instances: map[string]*instance{}, kick: make(chan struct{}, 1),
+		metrics: newMetrics(),
+	}
+	url := cfg.URL
+	if cfg.Dev || cfg.Server {
+		sc := state.ServerConfig{
+			Host: cfg.ServerHost, Port: cfg.ServerPort, StoreDir: filepath.Join(cfg.DataDir, "nats"),
+			User: cfg.User, Password: cfg.Password, Token: cfg.Token, ServerName: cfg.Node,
+		}
+		if cfg.Server {
+			sc.ClusterPort, sc.Routes = cfg.ClusterPort, cfg.Join
+		}
+		srv, err := state.StartServer(ctx, sc)
+		if err != nil {
+			return nil, err
+		}
+		a.server = srv
+		url = srv.ClientURL()
+	}
+	// The HTTP listener is opened before the platform so that its address
+	// (a free port when asked for :0) is in the node's presence record.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		a.shutdownServer()
+		return nil, fmt.Errorf("agent HTTP listener: %w", err)
+	}
+	a.httpAddr = ln.Addr().String()
+	opts := []cluster.PlatformOption{
+		cluster.WithLogger(cfg.Logger), cluster.WithLabels(cfg.Labels), cluster.AsAgent(a.httpAddr),
+		cluster.WithReplicas(cfg.JetStreamReplicas),
+	}
+	if cfg.Advertise != "" {
+		opts = append(opts, cluster.WithAdvertiseAddr(cfg.Advertise))
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, cluster.WithCredsFile(cfg.CredsFile))
+	}
+	if cfg.NKeyFile != "" {
+		opts = append(opts, cluster.WithNKeyFile(cfg.NKeyFile))
+	}
+	if cfg.User != "" {
+		opts = append(opts, cluster.WithUserPassword(cfg.User, cfg.Password))
+	}
+	if cfg.Token != "" {
+		opts = append(opts, cluster.WithToken(cfg.Token))
+	}
+	if cfg.CAFile != "" || cfg.CertFile != "" {
+		opts = append(opts, cluster.WithTLS(cfg.CAFile, cfg.CertFile, cfg.Key))
+	}
+	if cfg.LeaseTTL > 0 {
+		opts = append(opts, cluster.WithLeaseTTL(cfg.LeaseTTL))
+	}
+	if cfg.PresenceTTL > 0 {
+		opts = append(opts, cluster.WithPresenceTTL(cfg.PresenceTTL))
+	}
+	p, err := cluster.NewPlatform(cfg.Platform, cfg.Node, url, opts...)
+	if err != nil {
+		ln.Close()
+		a.shutdownServer()
+		return nil, err
+	}
+	a.platform, a.nc = p, p.Conn()
+	if a.js, err = jetstream.New(a.nc); err == nil {
+		a.store, err = control.Open(ctx, a.js, cfg.Platform, cfg.JetStreamReplicas)
+	}
+	if err != nil {
+		p.Close()
+		ln.Close()
+		a.shutdownServer()
+		return nil, fmt.Errorf("agent: orchestrator state: %w", err)
+	}
+	a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+// NATSURL is the client URL of the NATS the agent uses.
+func (a *Agent) NATSURL() string {
+	if a.server != nil {
+		return a.server.ClientURL()
+	}
+	return a.cfg.URL
+}
+
+// clientURLForApps is the NATS URL given to instances (GCL_NATS_URL), so
+// apps built on the library join the same NATS as their agent.
+func (a *Agent) clientURLForApps() string { return a.NATSURL() }
+
+// HTTPAddr is where the agent's HTTP API listens.
+func (a *Agent) HTTPAddr() string { return a.httpAddr }
+
+// Run works until ctx ends, then shuts down gracefully: it hands over
+// every singleton it leads, stops its instances and leaves the platform.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.shutdownServer()
+	defer a.platform.Close()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.http.Shutdown(sctx)
+		cancel()
+	}()
+
+	sched := cluster.NewApp(SchedulerApp, cluster.Singleton())
+	a.scheduler = sched
+	var schedStop context.CancelFunc
+	var schedDone chan struct{}
+	sched.OnActive(func(context.Context) error {
+		sctx, cancel := context.WithCancel(ctx)
+		schedStop, schedDone = cancel, make(chan struct{})
+		go func() { defer close(schedDone); a.schedule(sctx) }()
+		return nil
+	})
+	sched.OnPassive(func(hctx context.Context) error {
+		if schedStop == nil {
+			return nil
+		}
+		schedStop()
+		select {
+		case <-schedDone:
+		case <-hctx.Done():
+		}
+		schedStop = nil
+		return nil
+	})
+	if err := a.platform.Register(sched); err != nil {
+		return err
+	}
+	if err := a.serveRequests(); err != nil {
+		return err
+	}
+
+	pctx, stopPlatform := context.WithCancel(context.Background())
+	defer stopPlatform()
+	platformDone := make(chan error, 1)
+	go func() { platformDone <- a.platform.Run(pctx) }()
+
+	allocs, err := a.store.WatchAllocs(ctx, a.cfg.Node)
+	if err != nil {
+		return err
+	}
+	go a.reportLoop(ctx)
+	a.ready.Store(true)
+	a.log.Info("agent ready", "platform", a.cfg.Platform, "nats", state.RedactURL(a.NATSURL()), "http", a.httpAddr,
+		"data_dir", a.cfg.DataDir, "startup", time.Since(a.started).Round(time.Millisecond))
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-platformDone:
+			runErr = fmt.Errorf("platform stopped: %w", err)
+			platformDone = nil
+			break loop
+		case na, ok := <-allocs:
+			if !ok {
+				if ctx.Err() == nil {
+					runErr = errors.New("allocation watch ended")
+				}
+				break loop
+			}
+			a.apply(ctx, na)
+		}
+	}
+	a.ready.Store(false)
+	a.log.Info("agent stopping: handing over and stopping instances")
+	a.stopAll()
+	a.writeReport(context.Background())
+	stopPlatform()
+	if platformDone != nil {
+		if err := <-platformDone; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	a.log.Info("agent stopped")
+	return runErr
+}
+
+func (a *Agent) shutdownServer() {
+	if a.server != nil {
+		a.server.Shutdown()
+	}
+}

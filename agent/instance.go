@@ -1,0 +1,337 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cluster "github.com/ozanturksever/go-cluster"
+	"github.com/ozanturksever/go-cluster/control"
+	"github.com/ozanturksever/go-cluster/executor/exec"
+	"github.com/ozanturksever/go-cluster/jobspec"
+	"github.com/ozanturksever/go-cluster/scheduler"
+)
+
+// Instance states, as the scheduler knows them.
+const (
+	StateStarting = scheduler.StateStarting // registered, not yet active or standby
+	StateStandby  = scheduler.StateStandby  // a singleton candidate, healthy, not leading
+	StateRunning  = scheduler.StateRunning  // active and its process runs
+	StateFailed   = scheduler.StateFailed   // gave up on this node (reason says why)
+	StateStopped  = scheduler.StateStopped
+)
+
+// instance is one job's instance on this node: a platform app whose
+// activation starts the job's process and whose deactivation stops it.
+type instance struct {
+	a    *Agent
+	job  control.Job
+	app  *cluster.Application
+	log  *slog.Logger
+	logs string // directory of the process's stdout/stderr
+
+	mu       sync.Mutex
+	sup      *exec.Supervisor
+	state    string
+	active   bool
+	since    time.Time
+	reason   string
+	restarts int // restarts of earlier processes of this instance
+	parts    []int
+}
+
+func newInstance(a *Agent, job control.Job) *instance {
+	in := &instance{
+		a: a, job: job, log: a.log.With("job", job.Name, "version", job.Version),
+		logs: filepath.Join(a.cfg.DataDir, "logs", job.Name),
+	}
+	in.set(StateStarting, "")
+	return in
+}
+
+// appFor builds the platform app of a job version. Placement decides how
+// many nodes run a pool job, so every pool instance is active where it is
+// placed (Spread); a singleton's candidates elect their leader.
+func (in *instance) appFor(spec *jobspec.App) *cluster.Application {
+	var opts []cluster.Option
+	switch spec.Mode {
+	case jobspec.ModeSingleton:
+		opts = append(opts, cluster.Singleton())
+	case jobspec.ModeRing:
+		opts = append(opts, cluster.Spread(), cluster.Ring(spec.Partitions))
+	default:
+		opts = append(opts, cluster.Spread())
+	}
+	for _, other := range spec.AwayFrom {
+		opts = append(opts, cluster.AwayFromApp(other))
+	}
+	if spec.SQLite != nil {
+		opts = append(opts, cluster.WithSQLite(spec.SQLite.Path))
+	}
+	if spec.VIP != nil {
+		opts = append(opts, cluster.VIP(spec.VIP.Address.String(), spec.VIP.Interface))
+	}
+	if b := spec.Backend; b != nil && b.Type == jobspec.BackendSystemd {
+		opts = append(opts, cluster.WithBackend(cluster.Systemd(b.Systemd.Unit)))
+	}
+	app := cluster.NewApp(spec.Name, opts...)
+	app.OnStart(in.start)
+	app.OnStop(in.stop)
+	if spec.Mode == jobspec.ModeSingleton {
+		app.OnPassive(func(context.Context) error {
+			in.mu.Lock()
+			if in.state == StateStarting || in.state == StateStopped {
+				in.setLocked(StateStandby, "")
+			}
+			in.mu.Unlock()
+			return nil
+		})
+	}
+	if spec.Mode == jobspec.ModeRing {
+		app.OnOwn(func(_ context.Context, parts []int) error { return in.partitionsChanged(parts, nil) })
+		app.OnRelease(func(_ context.Context, parts []int) error { return in.partitionsChanged(nil, parts) })
+	}
+	return app
+}
+
+// register puts the instance on the platform.
+func (in *instance) register() error {
+	in.app = in.appFor(in.job.Spec)
+	if err := in.a.platform.Register(in.app); err != nil {
+		in.set(StateFailed, err.Error())
+		return err
+	}
+	return nil
+}
+
+// unregister hands over (a leader steps down to a standby) and stops.
+func (in *instance) unregister(ctx context.Context) {
+	if in.app == nil {
+		return
+	}
+	if err := in.a.platform.Unregister(ctx, in.job.Name); err != nil && !errors.Is(err, cluster.ErrNotRegistered) {
+		in.log.Warn("unregister", "err", err)
+	}
+	in.mu.Lock()
+	sup := in.sup
+	in.mu.Unlock()
+	if sup != nil {
+		// Normally OnStop stopped it; a hook cut short by its timeout may not have.
+		_ = sup.Stop(ctx)
+	}
+	in.set(StateStopped, "")
+}
+
+// start is OnStart: the instance became active; run its process.
+func (in *instance) start(ctx context.Context) error {
+	spec := in.job.Spec
+	if spec.Backend == nil || spec.Backend.Type != jobspec.BackendExec {
+		// Nothing to run (a VIP- or database-only app); active is running.
+		in.mu.Lock()
+		in.active = true
+		in.setLocked(StateRunning, "")
+		in.mu.Unlock()
+		return nil
+	}
+	e := spec.Backend.Exec
+	env := map[string]string{}
+	for k, v := range e.Env {
+		env[k] = v
+	}
+	env["GCL_NODE"] = in.a.cfg.Node
+	env["GCL_APP"] = spec.Name
+	env["GCL_PLATFORM"] = in.a.cfg.Platform
+	env["GCL_JOB_VERSION"] = strconv.FormatUint(in.job.Version, 10)
+	env["GCL_EPOCH"] = strconv.FormatUint(in.app.Election().Epoch(), 10)
+	env["GCL_NATS_URL"] = in.a.clientURLForApps()
+	for _, s := range spec.Services {
+		env["GCL_PORT_"+envName(s.Name)] = strconv.Itoa(s.Port)
+	}
+	if spec.Mode == jobspec.ModeRing {
+		env["GCL_PARTITIONS_FILE"] = in.partitionsFile()
+		env["GCL_PARTITIONS"] = joinInts(in.app.Ring().OwnedPartitions())
+	}
+	dir := e.Dir
+	if dir == "" && e.User != "" {
+		// The log directory sits inside the agent's data directory, which
+		// another user may not be allowed to enter.
+		dir = "/"
+	}
+	sup, err := exec.New(exec.Config{
+		Name: spec.Name, Command: e.Command, Args: e.Args, Env: env, Dir: dir, User: e.User,
+		KillSignal: e.KillSignal, KillTimeout: e.KillTimeout,
+		Restart: exec.RestartPolicy{
+			Attempts: spec.Restart.Attempts, Interval: spec.Restart.Interval,
+			Delay: spec.Restart.Delay, Mode: string(spec.Restart.Mode),
+		},
+		LogDir: in.logs, Logger: in.log,
+	})
+	if err != nil {
+		in.set(StateFailed, err.Error())
+		return err
+	}
+	in.mu.Lock()
+	in.sup, in.active = sup, true
+	in.mu.Unlock()
+	if err := sup.Start(ctx); err != nil {
+		in.set(StateFailed, sup.Status().Reason)
+		return err
+	}
+	in.set(StateRunning, "")
+	go in.follow(sup)
+	return nil
+}
+
+// follow mirrors the supervisor's state into the instance until it ends.
+func (in *instance) follow(sup *exec.Supervisor) {
+	for {
+		select {
+		case st := <-sup.Updates():
+			in.mu.Lock()
+			if in.sup != sup {
+				in.mu.Unlock()
+				return
+			}
+			switch st.State {
+			case exec.StateRunning:
+				in.setLocked(StateRunning, "")
+			case exec.StateRestarting:
+				in.setLocked(StateStarting, st.Reason)
+			case exec.StateFailed:
+				in.setLocked(StateFailed, st.Reason)
+			}
+			in.mu.Unlock()
+			if st.State == exec.StateFailed {
+				in.giveUp(st.Reason)
+			}
+		case <-sup.Done():
+			return
+		}
+	}
+}
+
+// giveUp reacts to a process whose restart policy is used up: a leader
+// steps down so a standby takes over; the scheduler moves pool instances
+// away from a node where theirs failed.
+func (in *instance) giveUp(reason string) {
+	in.log.Error("instance failed on this node", "reason", reason)
+	if in.job.Spec.Mode == jobspec.ModeSingleton {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := in.app.Election().StepDown(ctx); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
+			in.log.Warn("step down after failure", "err", err)
+		}
+	}
+}
+
+// stop is OnStop: the instance is no longer active here.
+func (in *instance) stop(ctx context.Context) error {
+	in.mu.Lock()
+	sup := in.sup
+	in.sup, in.active = nil, false
+	if sup != nil {
+		in.restarts += sup.Status().Restarts
+	}
+	failed := in.state == StateFailed
+	in.mu.Unlock()
+	var err error
+	if sup != nil {
+		err = sup.Stop(ctx)
+	}
+	if !failed {
+		next := StateStopped
+		if in.job.Spec.Mode == jobspec.ModeSingleton {
+			next = StateStandby
+		}
+		in.set(next, "")
+	}
+	return err
+}
+
+// partitionsChanged keeps GCL_PARTITIONS_FILE current for a ring
+// instance's process (one partition number per line) and signals it with
+// SIGHUP so it can reload.
+func (in *instance) partitionsChanged(own, release []int) error {
+	in.mu.Lock()
+	parts := slices.DeleteFunc(append(in.parts, own...), func(p int) bool { return slices.Contains(release, p) })
+	slices.Sort(parts)
+	in.parts = slices.Compact(parts)
+	text := strings.ReplaceAll(joinInts(in.parts), ",", "\n")
+	sup := in.sup
+	in.mu.Unlock()
+	if err := os.MkdirAll(in.logs, 0o750); err != nil {
+		return err
+	}
+	tmp := in.partitionsFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text+"\n"), 0o640); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, in.partitionsFile()); err != nil {
+		return err
+	}
+	if sup != nil {
+		_ = sup.Signal("SIGHUP")
+	}
+	return nil
+}
+
+func (in *instance) partitionsFile() string { return filepath.Join(in.logs, "partitions") }
+
+func (in *instance) set(state, reason string) {
+	in.mu.Lock()
+	in.setLocked(state, reason)
+	in.mu.Unlock()
+}
+
+func (in *instance) setLocked(state, reason string) {
+	if in.state != state || in.reason != reason {
+		in.state, in.reason, in.since = state, reason, time.Now().UTC()
+		in.a.kickReport()
+	}
+}
+
+// report is the instance as the scheduler sees it.
+func (in *instance) report() scheduler.InstanceState {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	restarts := in.restarts
+	if in.sup != nil {
+		restarts += in.sup.Status().Restarts
+	}
+	active := in.active
+	if in.app != nil && in.job.Spec.Mode == jobspec.ModeSingleton {
+		active = in.app.Election().IsLeader() && in.state == StateRunning
+	}
+	return scheduler.InstanceState{
+		Job: in.job.Name, Node: in.a.cfg.Node, Version: in.job.Version,
+		State: in.state, Active: active, Since: in.since, Reason: in.reason, Restarts: restarts,
+	}
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+// envName turns a service name into an environment variable suffix.
+func envName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, s)
+}

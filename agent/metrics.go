@@ -1,0 +1,64 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ozanturksever/go-cluster/control"
+)
+
+// metrics are the agent's Prometheus metrics, on their own registry so
+// that two agents in one process (tests) do not collide.
+type metrics struct {
+	reg         *prometheus.Registry
+	instances   *prometheus.GaugeVec // by job and state
+	leader      *prometheus.GaugeVec // 1 where this node leads the job
+	restarts    *prometheus.GaugeVec
+	placements  prometheus.Counter
+	evaluations prometheus.Counter
+	evalSeconds prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gcl_instances", Help: "Instances on this node by job and state.",
+		}, []string{"job", "state"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gcl_leader", Help: "1 when this node's instance of the job is active (a singleton's leader).",
+		}, []string{"job"}),
+		restarts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gcl_instance_restarts", Help: "Process restarts of the job's instance on this node.",
+		}, []string{"job"}),
+		placements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gcl_scheduler_placements_total", Help: "Allocations added by the scheduler while it ran here.",
+		}),
+		evaluations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gcl_scheduler_evaluations_total", Help: "Scheduler evaluations run here.",
+		}),
+		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gcl_scheduler_evaluation_seconds", Help: "Time of one scheduler evaluation.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	m.reg.MustRegister(m.instances, m.leader, m.restarts, m.placements, m.evaluations, m.evalSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// observe sets the instance gauges from this node's report.
+func (m *metrics) observe(r control.Report) {
+	m.instances.Reset()
+	m.leader.Reset()
+	m.restarts.Reset()
+	for _, in := range r.Instances {
+		m.instances.WithLabelValues(in.Job, in.State).Inc()
+		v := 0.0
+		if in.Active {
+			v = 1
+		}
+		m.leader.WithLabelValues(in.Job).Set(v)
+		m.restarts.WithLabelValues(in.Job).Set(float64(in.Restarts))
+	}
+}

@@ -1,0 +1,232 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	cluster "github.com/ozanturksever/go-cluster"
+
+	"github.com/ozanturksever/go-cluster/control"
+	"github.com/ozanturksever/go-cluster/placement"
+	"github.com/ozanturksever/go-cluster/scheduler"
+)
+
+// schedule runs the scheduler while this agent holds the scheduler lease:
+// it re-evaluates whenever jobs, controls, reports or node presence change,
+// and at least every second (health ages and drain deadlines move on
+// their own). Every write is a compare-and-set, so a deposed scheduler
+// that has not noticed yet cannot overwrite its successor's decisions.
+func (a *Agent) schedule(ctx context.Context) {
+	log := a.log.With("role", "scheduler")
+	log.Info("scheduler started")
+	defer log.Info("scheduler stopped")
+	changes, err := a.store.Watch(ctx)
+	if err != nil {
+		log.Error("scheduler cannot watch state", "err", err)
+		return
+	}
+	nodes, err := a.platform.WatchNodes(ctx)
+	if err != nil {
+		log.Error("scheduler cannot watch nodes", "err", err)
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last map[string]control.Progress
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case _, ok := <-nodes:
+			if !ok {
+				return
+			}
+		case <-tick.C:
+		}
+		// Coalesce a burst of changes (an agent's report and allocation
+		// watch fire together) into one evaluation.
+		drain(changes, 10*time.Millisecond)
+		start := time.Now()
+		progress, err := a.evaluate(ctx, last)
+		a.metrics.evaluations.Inc()
+		a.metrics.evalSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("evaluation failed; retrying", "err", err)
+			}
+			continue
+		}
+		last = progress
+	}
+}
+
+func drain(c <-chan struct{}, wait time.Duration) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-c:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// evaluate reads the cluster, runs the scheduler core and writes what
+// changed.
+func (a *Agent) evaluate(ctx context.Context, last map[string]control.Progress) (map[string]control.Progress, error) {
+	in, current, err := a.scheduleInput(ctx)
+	if err != nil {
+		return last, err
+	}
+	out := scheduler.Reconcile(in)
+
+	byNode := map[string][]scheduler.Alloc{}
+	for _, al := range out.Allocs {
+		byNode[al.Node] = append(byNode[al.Node], al)
+	}
+	for node := range current {
+		if _, ok := byNode[node]; !ok {
+			byNode[node] = nil
+		}
+	}
+	for node, allocs := range byNode {
+		cur := current[node]
+		if sameAllocs(cur.Allocs, allocs) {
+			continue
+		}
+		if err := a.store.WriteAllocs(ctx, node, allocs, cur.Revision); err != nil {
+			// A compare-and-set failure means someone else wrote since we
+			// read: the next evaluation starts over from fresh state.
+			return last, err
+		}
+		a.metrics.placements.Add(float64(max(0, len(allocs)-len(cur.Allocs))))
+	}
+
+	progress := map[string]control.Progress{}
+	for _, j := range in.Jobs {
+		p := control.Progress{Job: j.Name, Version: j.Version, State: out.Jobs[j.Name]}
+		if plan, ok := out.Plans[j.Name]; ok {
+			p.Placement = ExplainLines(plan)
+		}
+		progress[j.Name] = p
+		if old, ok := last[j.Name]; ok && sameProgress(old, p) {
+			continue
+		}
+		p.Updated = time.Now().UTC()
+		if err := a.store.PutProgress(ctx, p); err != nil {
+			return last, err
+		}
+	}
+	return progress, nil
+}
+
+// scheduleInput gathers the scheduler core's input: jobs, live agents with
+// their controls, the current allocations and the agents' reports.
+func (a *Agent) scheduleInput(ctx context.Context) (scheduler.Input, map[string]control.NodeAllocs, error) {
+	return readInput(ctx, a.store, a.js)
+}
+
+func readInput(ctx context.Context, store *control.Store, js jetstream.JetStream) (scheduler.Input, map[string]control.NodeAllocs, error) {
+	in := scheduler.Input{Now: time.Now()}
+	jobs, err := store.Jobs(ctx)
+	if err != nil {
+		return in, nil, err
+	}
+	for _, j := range jobs {
+		in.Jobs = append(in.Jobs, scheduler.Job{Name: j.Name, Version: j.Version, Spec: j.Spec, Stopped: j.Stopped})
+	}
+	nodes, err := ReadNodes(ctx, js, store.Layout())
+	if err != nil {
+		return in, nil, err
+	}
+	controls, err := store.NodeControls(ctx)
+	if err != nil {
+		return in, nil, err
+	}
+	live := map[string]bool{}
+	for _, n := range agentNodes(nodes) {
+		c := controls[n.ID]
+		live[n.ID] = true
+		in.Nodes = append(in.Nodes, scheduler.NodeInfo{
+			ID: n.ID, Address: n.Address, Labels: n.Labels,
+			Eligible: !c.Ineligible, Draining: c.Drain,
+		})
+	}
+	current, err := store.Allocs(ctx)
+	if err != nil {
+		return in, nil, err
+	}
+	for _, na := range current {
+		in.Allocs = append(in.Allocs, na.Allocs...)
+	}
+	reports, err := store.Reports(ctx)
+	if err != nil {
+		return in, nil, err
+	}
+	for node, r := range reports {
+		if live[node] {
+			in.States = append(in.States, r.Instances...)
+		}
+	}
+	return in, current, nil
+}
+
+// DryRun places proposed job versions (and stops the jobs named in stop)
+// on the cluster as it is now, without writing anything, and returns the
+// placement plan of every job: what `gcl job plan` shows.
+func DryRun(ctx context.Context, store *control.Store, js jetstream.JetStream, proposed []control.Job, stop []string) (map[string]placement.AppPlan, error) {
+	in, _, err := readInput(ctx, store, js)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range proposed {
+		j := scheduler.Job{Name: p.Name, Version: p.Version, Spec: p.Spec}
+		if i := slices.IndexFunc(in.Jobs, func(x scheduler.Job) bool { return x.Name == p.Name }); i >= 0 {
+			in.Jobs[i] = j
+		} else {
+			in.Jobs = append(in.Jobs, j)
+		}
+	}
+	for _, name := range stop {
+		if i := slices.IndexFunc(in.Jobs, func(x scheduler.Job) bool { return x.Name == name }); i >= 0 {
+			in.Jobs[i].Stopped = true
+		}
+	}
+	return scheduler.Reconcile(in).Plans, nil
+}
+
+// agentNodes keeps the nodes run by gcl agents: programs using the library
+// on their own are platform members but take no jobs.
+func agentNodes(nodes []cluster.NodeInfo) []cluster.NodeInfo {
+	return slices.DeleteFunc(slices.Clone(nodes), func(n cluster.NodeInfo) bool { return n.Agent == "" })
+}
+
+func sameAllocs(a, b []scheduler.Alloc) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func sameProgress(a, b control.Progress) bool {
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}
+
+// ExplainLines is a plan's explanation, one line per entry.
+func ExplainLines(plan placement.AppPlan) []string {
+	text := strings.TrimSpace(plan.Explain())
+	if text == "" {
+		return nil
+	}
+	return strings.Split(text, "\n")
+}

@@ -1,0 +1,255 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	cluster "github.com/ozanturksever/go-cluster"
+	"github.com/ozanturksever/go-cluster/control"
+	"github.com/ozanturksever/go-cluster/election"
+	"github.com/ozanturksever/go-cluster/scheduler"
+	"github.com/ozanturksever/go-cluster/state"
+)
+
+// The views below are read-only pictures of the cluster assembled from
+// NATS. The HTTP API serves them and the CLI prints them, so both always
+// show the same thing.
+
+// JobStatus is one job as `gcl job status` shows it.
+type JobStatus struct {
+	Name      string                    `json:"name"`
+	Version   uint64                    `json:"version"`
+	Mode      string                    `json:"mode"`
+	Stopped   bool                      `json:"stopped"`
+	Progress  *control.Progress         `json:"progress,omitempty"`
+	Allocs    []scheduler.Alloc         `json:"allocations"`
+	Instances []scheduler.InstanceState `json:"instances"`
+}
+
+// snapshot is what the views are made from.
+type snapshot struct {
+	jobs    []control.Job
+	allocs  map[string]control.NodeAllocs
+	reports map[string]control.Report
+	nodes   []cluster.NodeInfo
+	live    map[string]bool
+}
+
+func takeSnapshot(ctx context.Context, store *control.Store, js jetstream.JetStream) (*snapshot, error) {
+	s := &snapshot{live: map[string]bool{}}
+	var err error
+	if s.jobs, err = store.Jobs(ctx); err != nil {
+		return nil, err
+	}
+	if s.allocs, err = store.Allocs(ctx); err != nil {
+		return nil, err
+	}
+	if s.reports, err = store.Reports(ctx); err != nil {
+		return nil, err
+	}
+	if s.nodes, err = ReadNodes(ctx, js, store.Layout()); err != nil {
+		return nil, err
+	}
+	for _, n := range s.nodes {
+		s.live[n.ID] = true
+	}
+	return s, nil
+}
+
+func (s *snapshot) job(ctx context.Context, store *control.Store, j control.Job) JobStatus {
+	st := JobStatus{Name: j.Name, Version: j.Version, Mode: string(j.Spec.Mode), Stopped: j.Stopped}
+	if p, ok, err := store.Progress(ctx, j.Name); err == nil && ok {
+		st.Progress = &p
+	}
+	for _, node := range sortedKeys(s.allocs) {
+		for _, al := range s.allocs[node].Allocs {
+			if al.Job == j.Name {
+				st.Allocs = append(st.Allocs, al)
+			}
+		}
+	}
+	for _, node := range sortedKeys(s.reports) {
+		if !s.live[node] {
+			continue
+		}
+		for _, in := range s.reports[node].Instances {
+			if in.Job == j.Name {
+				st.Instances = append(st.Instances, in)
+			}
+		}
+	}
+	return st
+}
+
+// JobsView is every job's status.
+func JobsView(ctx context.Context, store *control.Store, js jetstream.JetStream) ([]JobStatus, error) {
+	s, err := takeSnapshot(ctx, store, js)
+	if err != nil {
+		return nil, err
+	}
+	out := []JobStatus{}
+	for _, j := range s.jobs {
+		out = append(out, s.job(ctx, store, j))
+	}
+	return out, nil
+}
+
+// JobView is one job's status.
+func JobView(ctx context.Context, store *control.Store, js jetstream.JetStream, name string) (JobStatus, error) {
+	j, err := store.Job(ctx, name)
+	if err != nil {
+		return JobStatus{}, err
+	}
+	s, err := takeSnapshot(ctx, store, js)
+	if err != nil {
+		return JobStatus{}, err
+	}
+	return s.job(ctx, store, j), nil
+}
+
+// NodeStatus is one node as `gcl node status` shows it.
+type NodeStatus struct {
+	cluster.NodeInfo
+	Eligible  bool                      `json:"eligible"`
+	Drain     bool                      `json:"drain"`
+	Allocs    []scheduler.Alloc         `json:"allocations"`
+	Instances []scheduler.InstanceState `json:"instances"`
+}
+
+// NodesView is every live node running an agent.
+func NodesView(ctx context.Context, store *control.Store, js jetstream.JetStream) ([]NodeStatus, error) {
+	s, err := takeSnapshot(ctx, store, js)
+	if err != nil {
+		return nil, err
+	}
+	controls, err := store.NodeControls(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []NodeStatus{}
+	for _, n := range agentNodes(s.nodes) {
+		c := controls[n.ID]
+		out = append(out, NodeStatus{
+			NodeInfo: n, Eligible: !c.Ineligible, Drain: c.Drain,
+			Allocs: s.allocs[n.ID].Allocs, Instances: s.reports[n.ID].Instances,
+		})
+	}
+	return out, nil
+}
+
+// ReadNodes lists the present nodes of a platform from their presence
+// records, sorted by ID.
+func ReadNodes(ctx context.Context, js jetstream.JetStream, l state.Layout) ([]cluster.NodeInfo, error) {
+	kv, err := js.KeyValue(ctx, l.NodesBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeysFiltered(ctx, "node.>")
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	var out []cluster.NodeInfo
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue // expired since listed
+		}
+		var n cluster.NodeInfo
+		if json.Unmarshal(e.Value(), &n) == nil && n.ID != "" {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b cluster.NodeInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// AppStatus is one app as `gcl app status` shows it.
+type AppStatus struct {
+	Name      string                    `json:"name"`
+	Mode      string                    `json:"mode"`
+	Leader    string                    `json:"leader,omitempty"`
+	Epoch     uint64                    `json:"epoch,omitempty"`
+	Standbys  []string                  `json:"standbys,omitempty"`
+	Instances []scheduler.InstanceState `json:"instances"`
+	Ring      *RingStatus               `json:"ring,omitempty"`
+}
+
+// RingStatus is a ring app's current assignment.
+type RingStatus struct {
+	Partitions  int               `json:"partitions"`
+	Version     uint64            `json:"version"`
+	Coordinator string            `json:"coordinator"`
+	Owners      map[string]string `json:"owners"` // node → partition ranges
+}
+
+// AppView is the status of app name: leader and standbys, instances, ring
+// ownership.
+func AppView(ctx context.Context, store *control.Store, js jetstream.JetStream, name string) (AppStatus, error) {
+	j, err := store.Job(ctx, name)
+	if err != nil {
+		return AppStatus{}, err
+	}
+	s, err := takeSnapshot(ctx, store, js)
+	if err != nil {
+		return AppStatus{}, err
+	}
+	st := AppStatus{Name: name, Mode: string(j.Spec.Mode), Instances: s.job(ctx, store, j).Instances}
+	l := store.Layout()
+	if leases, err := js.KeyValue(ctx, l.LeasesBucket()); err == nil {
+		if e, err := leases.Get(ctx, l.LeaseKey(name)); err == nil {
+			var rec election.Record
+			if json.Unmarshal(e.Value(), &rec) == nil {
+				st.Leader, st.Epoch = rec.Holder, rec.Epoch
+				if st.Epoch == 0 {
+					st.Epoch = e.Revision()
+				}
+			}
+		}
+	}
+	if st.Mode == "singleton" {
+		for _, in := range st.Instances {
+			if in.Node != st.Leader {
+				st.Standbys = append(st.Standbys, in.Node)
+			}
+		}
+	}
+	if st.Mode == "ring" {
+		if kv, err := js.KeyValue(ctx, l.AssignmentsBucket()); err == nil {
+			if e, err := kv.Get(ctx, l.RingKey(name)); err == nil {
+				var rec state.RingAssignmentRecord
+				if json.Unmarshal(e.Value(), &rec) == nil {
+					st.Ring = &RingStatus{Partitions: rec.Partitions, Version: e.Revision(), Coordinator: rec.Coordinator, Owners: rec.Owners}
+				}
+			}
+		}
+	}
+	return st, nil
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, control.ErrJobNotFound) || errors.Is(err, control.ErrVersionNotFound)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+var _ = fmt.Errorf

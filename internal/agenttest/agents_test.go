@@ -1,0 +1,214 @@
+package agenttest
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Three agents run a singleton and a pool; SIGKILL of the singleton
+// leader's agent fails it over, and the pool instance it ran is
+// rescheduled, both within the presence TTL plus slack.
+func TestRunFailoverAndReschedule(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	base := freePortBase(t)
+	web := webJob(t, t.TempDir(), "web", "singleton", 0, base, "")
+	out := c.mustGCL(0, "job", "run", web)
+	if !strings.Contains(out, "all instances running") {
+		t.Fatalf("job run output:\n%s", out)
+	}
+	var leader string
+	c.eventually(10*time.Second, "exactly one web server", func() bool {
+		a := answering(base, 3)
+		if len(a) != 1 {
+			return false
+		}
+		leader = strings.Fields(a[0])[0]
+		return true
+	})
+	st := c.status("web")
+	if len(st.Instances) != 3 {
+		t.Fatalf("web: %d instances, want a candidate on each of 3 nodes: %+v", len(st.Instances), st)
+	}
+
+	poolBase := base + 10
+	pool := webJob(t, t.TempDir(), "pool", "replicas", 2, poolBase, "")
+	c.mustGCL(0, "job", "run", pool)
+	c.eventually(10*time.Second, "two pool servers", func() bool { return len(answering(poolBase, 3)) == 2 })
+
+	killed := time.Now()
+	c.kill(leader)
+	var next string
+	c.eventually(15*time.Second, "web to fail over", func() bool {
+		a := answering(base, 3)
+		if len(a) != 1 {
+			return false
+		}
+		next = strings.Fields(a[0])[0]
+		return next != leader
+	})
+	t.Logf("web failed over from %s to %s in %v", leader, next, time.Since(killed).Round(time.Millisecond))
+	c.eventually(20*time.Second, "two pool servers again", func() bool { return len(answering(poolBase, 3)) == 2 })
+	for _, a := range answering(poolBase, 3) {
+		if strings.HasPrefix(a, leader+" ") {
+			t.Fatalf("pool answered from the killed node %s", leader)
+		}
+	}
+}
+
+// A drain moves a pool start-before-stop: at no sampled moment do fewer
+// than count instances answer, and the drain reports complete only when
+// the node runs nothing.
+func TestDrainKeepsCount(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	base := freePortBase(t)
+	pool := webJob(t, t.TempDir(), "pool", "replicas", 2, base, "")
+	c.mustGCL(0, "job", "run", pool)
+	var victim string
+	c.eventually(10*time.Second, "two pool servers", func() bool {
+		a := answering(base, 3)
+		if len(a) != 2 {
+			return false
+		}
+		victim = strings.Fields(a[0])[0]
+		return true
+	})
+
+	stop := make(chan struct{})
+	var minAnswering = 3
+	var samples int
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := len(answering(base, 3))
+			if n < minAnswering {
+				minAnswering = n
+			}
+			samples++
+		}
+	}()
+	out := c.mustGCL(0, "node", "drain", victim, "-enable", "-deadline", "60s")
+	close(stop)
+	wg.Wait()
+	if !strings.Contains(out, "drain complete") {
+		t.Fatalf("drain output:\n%s", out)
+	}
+	if minAnswering < 2 {
+		t.Fatalf("during the drain only %d pool instances answered at one point (%d samples)", minAnswering, samples)
+	}
+	for _, a := range answering(base, 3) {
+		if strings.HasPrefix(a, victim+" ") {
+			t.Fatalf("drained node %s still serves", victim)
+		}
+	}
+	t.Logf("drain of %s: %d samples, never fewer than %d instances", victim, samples, minAnswering)
+}
+
+// A rolling update with max_parallel 1 replaces one instance at a time:
+// at least count-1 answer throughout, and all end at the new version.
+func TestRollingUpdate(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	base := freePortBase(t)
+	dir := t.TempDir()
+	c.mustGCL(0, "job", "run", webJob(t, dir, "pool", "replicas", 3, base, "v1"))
+	c.eventually(10*time.Second, "three servers", func() bool { return len(answering(base, 3)) == 3 })
+
+	stop := make(chan struct{})
+	minAnswering := 3
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if n := len(answering(base, 3)); n < minAnswering {
+				minAnswering = n
+			}
+		}
+	}()
+	c.mustGCL(0, "job", "run", webJob(t, dir, "pool", "replicas", 3, base, "v2"))
+	close(stop)
+	wg.Wait()
+	if minAnswering < 2 {
+		t.Fatalf("rolling update with max_parallel 1: only %d of 3 answered at one point", minAnswering)
+	}
+	c.eventually(10*time.Second, "all at v2", func() bool {
+		a := answering(base, 3)
+		if len(a) != 3 {
+			return false
+		}
+		for _, x := range a {
+			if !strings.HasSuffix(x, " v2") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// The job commands' exit codes, check-index, apply -prune, revert, bad
+// files and an unreachable cluster.
+func TestJobCommands(t *testing.T) {
+	c := newCluster(t, "n1")
+	base := freePortBase(t)
+	dir := t.TempDir()
+	web := webJob(t, dir, "web", "singleton", 0, base, "a")
+
+	c.mustGCL(2, "job", "plan", web)
+	c.mustGCL(0, "job", "run", web)
+	c.mustGCL(0, "job", "plan", web)
+	if got := c.status("web").Version; got != 1 {
+		t.Fatalf("version after first run: %d", got)
+	}
+	c.mustGCL(1, "job", "run", "-check-index", "7", webJob(t, dir, "web", "singleton", 0, base, "b"))
+	if got := c.status("web").Version; got != 1 {
+		t.Fatalf("a refused -check-index run changed the job: version %d", got)
+	}
+	c.mustGCL(0, "job", "run", "-check-index", "1", web)
+	if got := c.status("web").Version; got != 2 {
+		t.Fatalf("version after second run: %d", got)
+	}
+	hist := c.mustGCL(0, "job", "history", "web")
+	if !strings.Contains(hist, "Version 2") || !strings.Contains(hist, `backend.exec.env.EXTRA: "a" => "b"`) {
+		t.Fatalf("history:\n%s", hist)
+	}
+	c.eventually(10*time.Second, "version b serving", func() bool { return probe(base, 1) == "n1 2 b" })
+	c.mustGCL(0, "job", "revert", "web", "1")
+	c.eventually(10*time.Second, "reverted version serving", func() bool { return probe(base, 1) == "n1 3 a" })
+
+	// A bad file: diagnostics with file and line, exit 1, nothing submitted.
+	bad := dir + "/bad.hcl"
+	writeFile(t, bad, "app \"other\" {\n  mode = \"sideways\"\n}\n")
+	code, _, errOut := c.gcl("job", "run", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.hcl:2") {
+		t.Fatalf("bad job: exit %d\n%s", code, errOut)
+	}
+	if code, _, _ := c.gcl("job", "status", "other"); code != 1 {
+		t.Fatal("a job from an invalid file was submitted")
+	}
+
+	// apply -prune: the directory without web stops it.
+	empty := t.TempDir()
+	writeFile(t, empty+"/keep.hcl", "# no jobs here\n")
+	c.mustGCL(2, "job", "apply", "-prune", empty)
+	c.eventually(10*time.Second, "web stopped", func() bool { return probe(base, 1) == "" })
+	c.mustGCL(0, "job", "apply", "-prune", empty)
+
+	// An unreachable cluster: a clear error and exit 1.
+	code, _, errOut = c.gcl("job", "status", "-nats", "nats://127.0.0.1:1")
+	if code != 1 || !strings.Contains(errOut, "cannot reach the cluster") {
+		t.Fatalf("unreachable cluster: exit %d\n%s", code, errOut)
+	}
+}

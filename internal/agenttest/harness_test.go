@@ -1,0 +1,336 @@
+// Package agenttest runs gcl agents as separate processes against one NATS
+// server and drives them with the gcl command, as an operator would.
+package agenttest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ozanturksever/go-cluster/state"
+)
+
+var gclBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gcl-agenttest-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gclBin = filepath.Join(dir, "gcl")
+	args := []string{"build", "-o", gclBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/ozanturksever/go-cluster/cmd/gcl")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gcl:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// lockedBuffer collects a process's output safely.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type agentProc struct {
+	node   string
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan struct{}
+}
+
+// testCluster is a NATS server and the agents joined to it.
+type testCluster struct {
+	t      *testing.T
+	url    string
+	dir    string
+	agents map[string]*agentProc
+	mu     sync.Mutex
+}
+
+func newCluster(t *testing.T, nodes ...string) *testCluster {
+	t.Helper()
+	srv, err := state.StartServer(context.Background(), state.ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCluster{t: t, url: srv.ClientURL(), dir: t.TempDir(), agents: map[string]*agentProc{}}
+	t.Cleanup(func() {
+		c.stopAll()
+		srv.Shutdown()
+	})
+	for _, n := range nodes {
+		c.start(n)
+	}
+	return c
+}
+
+// start runs an agent process for node.
+func (c *testCluster) start(node string, extra ...string) {
+	c.t.Helper()
+	args := append([]string{"agent", "-nats", c.url, "-node", node, "-http", "127.0.0.1:0",
+		"-data-dir", filepath.Join(c.dir, node), "-lease-ttl", "1s", "-presence-ttl", "3s"}, extra...)
+	cmd := exec.Command(gclBin, args...)
+	p := &agentProc{node: node, cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	c.mu.Lock()
+	c.agents[node] = p
+	c.mu.Unlock()
+	c.eventually(10*time.Second, "agent "+node+" ready", func() bool {
+		return strings.Contains(p.stderr.String(), "agent ready")
+	})
+}
+
+// kill SIGKILLs node's agent and waits until it is gone.
+func (c *testCluster) kill(node string) {
+	c.mu.Lock()
+	p := c.agents[node]
+	delete(c.agents, node)
+	c.mu.Unlock()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	c.checkRaces(p)
+}
+
+// stop ends node's agent with SIGTERM (a graceful shutdown).
+func (c *testCluster) stop(node string) {
+	c.mu.Lock()
+	p := c.agents[node]
+	delete(c.agents, node)
+	c.mu.Unlock()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		c.t.Errorf("agent %s did not stop within 30s of SIGTERM", node)
+	}
+	c.checkRaces(p)
+}
+
+func (c *testCluster) stopAll() {
+	c.mu.Lock()
+	var nodes []string
+	for n := range c.agents {
+		nodes = append(nodes, n)
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.stop(n) }()
+	}
+	wg.Wait()
+}
+
+func (c *testCluster) checkRaces(p *agentProc) {
+	out := p.stderr.String()
+	if strings.Contains(out, "WARNING: DATA RACE") {
+		c.t.Errorf("agent %s had a data race:\n%s", p.node, out)
+	}
+	if c.t.Failed() {
+		c.t.Logf("--- agent %s output (last 40 lines)\n%s", p.node, lastLines(out, 40))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// gcl runs the gcl command against the cluster.
+func (c *testCluster) gcl(args ...string) (code int, stdout, stderr string) {
+	c.t.Helper()
+	cmd := exec.Command(gclBin, args...)
+	cmd.Env = append(os.Environ(), "GCL_NATS_URL="+c.url)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// mustGCL runs gcl and fails the test unless it exits with want.
+func (c *testCluster) mustGCL(want int, args ...string) string {
+	c.t.Helper()
+	code, out, errOut := c.gcl(args...)
+	if code != want {
+		c.t.Fatalf("gcl %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out, errOut)
+	}
+	return out
+}
+
+func (c *testCluster) eventually(within time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// jobStatus is the part of `gcl job status -json` the tests read.
+type jobStatus struct {
+	Name      string `json:"name"`
+	Version   uint64 `json:"version"`
+	Instances []struct {
+		Node    string `json:"node"`
+		Version uint64 `json:"version"`
+		State   string `json:"state"`
+		Active  bool   `json:"active"`
+	} `json:"instances"`
+	Allocations []struct {
+		Node string `json:"node"`
+	} `json:"allocations"`
+}
+
+func (c *testCluster) status(job string) jobStatus {
+	c.t.Helper()
+	out := c.mustGCL(0, "job", "status", "-json", job)
+	var st jobStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		c.t.Fatalf("job status -json: %v\n%s", err, out)
+	}
+	return st
+}
+
+// webJob writes a job file running a tiny HTTP server on every instance:
+// it listens on base+N, where N is the number at the end of the node ID,
+// and answers with the node and job version.
+func webJob(t *testing.T, dir, name, mode string, count, base int, extraEnv string) string {
+	t.Helper()
+	countLine := ""
+	if mode == "replicas" {
+		countLine = fmt.Sprintf("count = %d", count)
+	}
+	src := fmt.Sprintf(`app %q {
+  mode = %q
+  %s
+  backend "exec" {
+    command = "/usr/bin/perl"
+    args    = ["-MIO::Socket::INET", "-e", <<-PERL
+      my ($n) = $ENV{GCL_NODE} =~ /(\d+)$/;
+      my $port = $ENV{PORT_BASE} + $n;
+      my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $port, Listen => 64, ReuseAddr => 1)
+        or die "listen on $port: $!";
+      $SIG{TERM} = sub { exit 0 };
+      while (my $client = $server->accept) {
+        my $body = "$ENV{GCL_NODE} $ENV{GCL_JOB_VERSION} $ENV{EXTRA}\n";
+        print $client "HTTP/1.0 200 OK\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+        close $client;
+      }
+    PERL
+    ]
+    env = { PORT_BASE = "%d", EXTRA = %q }
+    kill_timeout = "2s"
+  }
+  update {
+    max_parallel     = 1
+    min_healthy_time = "200ms"
+    healthy_deadline = "30s"
+  }
+}
+`, name, mode, countLine, base, extraEnv)
+	path := filepath.Join(dir, name+".hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// freePortBase finds a base port with base+1..base+9 free.
+func freePortBase(t *testing.T) int {
+	t.Helper()
+	for base := 21000 + os.Getpid()%5000*4; ; base += 10 {
+		ok := true
+		for i := 1; i < 10 && ok; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+}
+
+var httpClient = &http.Client{Timeout: 500 * time.Millisecond}
+
+// probe asks the server of node N (port base+N) who it is; "" when nothing answers.
+func probe(base, n int) string {
+	resp, err := httpClient.Get(fmt.Sprintf("http://127.0.0.1:%d/", base+n))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
+// answering lists the answers of nodes 1..n.
+func answering(base, n int) []string {
+	var out []string
+	for i := 1; i <= n; i++ {
+		if a := probe(base, i); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
