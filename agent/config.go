@@ -25,17 +25,17 @@ type Config struct {
 
 	// NATS to join. Exactly one of: URL (an existing NATS), Dev (an
 	// embedded single server), Server (an embedded cluster member).
-	URL                    string
-	CredsFile, NKeyFile    string
-	User, Password, Token  string
-	CAFile, CertFile, Key  string
-	Dev                    bool
-	Server                 bool
-	ServerHost             string   // client listen host of the embedded server; 127.0.0.1
-	ServerPort             int      // client port of the embedded server; 4222 (0 in dev: free port)
-	ClusterPort            int      // route port of an embedded cluster member; 6222
-	Join                   []string // routes of other members, host:port
-	JetStreamReplicas      int      // replicas of new buckets; 3 with 3+ servers, else 1
+	URL                   string
+	CredsFile, NKeyFile   string
+	User, Password, Token string
+	CAFile, CertFile, Key string
+	Dev                   bool
+	Server                bool
+	ServerHost            string   // client listen host of the embedded server; 127.0.0.1
+	ServerPort            int      // client port of the embedded server; 4222 (0 in dev: free port)
+	ClusterPort           int      // route port of an embedded cluster member; 6222
+	Join                  []string // routes of other members, host:port
+	JetStreamReplicas     int      // replicas of new buckets; 3 with 3+ servers, else 1
 
 	HTTPAddr string // 127.0.0.1:4646
 	Logger   *slog.Logger

@@ -54,7 +54,7 @@ func (a *Agent) serveRequests() error {
 	l := a.store.Layout()
 	subs := []struct {
 		subject, queue string
-		h               nats.MsgHandler
+		h              nats.MsgHandler
 	}{
 		{l.AgentsSubject("stepdown"), "", a.handleStepDown},
 		{l.AgentsSubject("rebalance"), "rebalance", a.handleRebalance},

@@ -25,7 +25,7 @@ func nodeCommand() *cli.Command {
 			},
 			{
 				Name: "eligibility", HideHelpCommand: true, Usage: "allow or forbid new placements on a node", ArgsUsage: "NODE",
-				UsageText: "gcl node eligibility n2 -disable\n   gcl node eligibility n2 -enable",
+				UsageText:   "gcl node eligibility n2 -disable\n   gcl node eligibility n2 -enable",
 				Description: "An ineligible node gets nothing new and its instances move away\n(start-before-stop), like a drain that never completes.",
 				Flags: append(clusterFlags(),
 					&cli.BoolFlag{Name: "enable", Usage: "make the node eligible"},

@@ -262,6 +262,9 @@ func webJob(t *testing.T, dir, name, mode string, count, base int, extraEnv stri
         or die "listen on $port: $!";
       $SIG{TERM} = sub { exit 0 };
       while (my $client = $server->accept) {
+        # Read the request first: closing with it unread would reset the
+        # connection before the client reads the answer.
+        while (my $line = <$client>) { last if $line =~ /^\r?\n$/ }
         my $body = "$ENV{GCL_NODE} $ENV{GCL_JOB_VERSION} $ENV{EXTRA}\n";
         print $client "HTTP/1.0 200 OK\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
         close $client;
@@ -273,7 +276,7 @@ func webJob(t *testing.T, dir, name, mode string, count, base int, extraEnv stri
   }
   update {
     max_parallel     = 1
-    min_healthy_time = "200ms"
+    min_healthy_time = "1s"
     healthy_deadline = "30s"
   }
 }
@@ -304,7 +307,8 @@ func freePortBase(t *testing.T) int {
 	}
 }
 
-var httpClient = &http.Client{Timeout: 500 * time.Millisecond}
+// The test servers answer HTTP/1.0 and close: no connection reuse.
+var httpClient = &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // probe asks the server of node N (port base+N) who it is; "" when nothing answers.
 func probe(base, n int) string {
@@ -317,11 +321,19 @@ func probe(base, n int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// answering lists the answers of nodes 1..n.
+// answering lists the answers of nodes 1..n, asked at the same time so
+// that one sample is one moment.
 func answering(base, n int) []string {
+	answers := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Add(1)
+		go func() { defer wg.Done(); answers[i] = probe(base, i+1) }()
+	}
+	wg.Wait()
 	var out []string
-	for i := 1; i <= n; i++ {
-		if a := probe(base, i); a != "" {
+	for _, a := range answers {
+		if a != "" {
 			out = append(out, a)
 		}
 	}
