@@ -53,6 +53,8 @@ func newInstance(a *Agent, job control.Job) *instance {
 		logs: filepath.Join(a.cfg.DataDir, "logs", job.Name),
 	}
 	in.set(StateStarting, "")
+	// Built before the instance is shared, so app never changes after.
+	in.app = in.appFor(job.Spec)
 	return in
 }
 
@@ -103,7 +105,6 @@ func (in *instance) appFor(spec *jobspec.App) *cluster.Application {
 
 // register puts the instance on the platform.
 func (in *instance) register() error {
-	in.app = in.appFor(in.job.Spec)
 	if err := in.a.platform.Register(in.app); err != nil {
 		in.set(StateFailed, err.Error())
 		return err
@@ -113,9 +114,6 @@ func (in *instance) register() error {
 
 // unregister hands over (a leader steps down to a standby) and stops.
 func (in *instance) unregister(ctx context.Context) {
-	if in.app == nil {
-		return
-	}
 	if err := in.a.platform.Unregister(ctx, in.job.Name); err != nil && !errors.Is(err, cluster.ErrNotRegistered) {
 		in.log.Warn("unregister", "err", err)
 	}
@@ -306,7 +304,7 @@ func (in *instance) report() scheduler.InstanceState {
 		restarts += in.sup.Status().Restarts
 	}
 	active := in.active
-	if in.app != nil && in.job.Spec.Mode == jobspec.ModeSingleton {
+	if in.job.Spec.Mode == jobspec.ModeSingleton {
 		active = in.app.Election().IsLeader() && in.state == StateRunning
 	}
 	return scheduler.InstanceState{
