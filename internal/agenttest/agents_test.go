@@ -1,6 +1,10 @@
 package agenttest
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -211,4 +215,77 @@ func TestJobCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "cannot reach the cluster") {
 		t.Fatalf("unreachable cluster: exit %d\n%s", code, errOut)
 	}
+}
+
+// app status / stepdown / logs and the agent's HTTP API.
+func TestAppCommandsAndHTTP(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	base := freePortBase(t)
+	c.mustGCL(0, "job", "run", webJob(t, t.TempDir(), "web", "singleton", 0, base, "x"))
+
+	var st struct {
+		Leader   string   `json:"leader"`
+		Epoch    uint64   `json:"epoch"`
+		Standbys []string `json:"standbys"`
+	}
+	c.eventually(10*time.Second, "a leader and a standby", func() bool {
+		out := c.mustGCL(0, "app", "status", "-json", "web")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("app status -json: %v\n%s", err, out)
+		}
+		return st.Leader != "" && len(st.Standbys) == 1
+	})
+	if got := strings.Fields(probe(base, nodeNumber(st.Leader)))[0]; got != st.Leader {
+		t.Fatalf("app status says %s leads, %s serves", st.Leader, got)
+	}
+	first := st.Leader
+	// The seed's spelling of stepdown.
+	out := c.mustGCL(0, "stepdown", "--platform", "default", "--app", "web")
+	if !strings.Contains(out, first+" stepped down") {
+		t.Fatalf("stepdown output: %s", out)
+	}
+	c.eventually(10*time.Second, "the standby to lead", func() bool {
+		a := answering(base, 2)
+		return len(a) == 1 && !strings.HasPrefix(a[0], first+" ")
+	})
+
+	// The old leader's process output stays readable on its node.
+	code, logs, errOut := c.gcl("app", "logs", "web", "-node", first)
+	if code != 0 || !strings.Contains(logs, fmt.Sprintf("listening on %d", base+nodeNumber(first))) {
+		t.Fatalf("app logs: exit %d\n%s\n%s", code, logs, errOut)
+	}
+
+	addr := c.httpAddr("n1")
+	for path, want := range map[string]string{
+		"/health":      `"status": "ok"`,
+		"/ready":       `"ready": true`,
+		"/metrics":     `gcl_instances{job="web"`,
+		"/v1/jobs":     `"name": "web"`,
+		"/v1/nodes":    `"id": "n2"`,
+		"/v1/apps/web": `"mode": "singleton"`,
+	} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, want %q in:\n%s", path, resp.StatusCode, want, body)
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/v1/apps/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("GET /v1/apps/nope: %d, want 404", resp.StatusCode)
+	}
+}
+
+func nodeNumber(node string) int {
+	n := 0
+	fmt.Sscanf(strings.TrimLeft(node, "n"), "%d", &n)
+	return n
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,6 +116,19 @@ func (c *testCluster) start(node string, extra ...string) {
 	c.eventually(10*time.Second, "agent "+node+" ready", func() bool {
 		return strings.Contains(p.stderr.String(), "agent ready")
 	})
+}
+
+// httpAddr is where node's agent serves HTTP, from its start-up log line.
+func (c *testCluster) httpAddr(node string) string {
+	c.t.Helper()
+	c.mu.Lock()
+	p := c.agents[node]
+	c.mu.Unlock()
+	m := regexp.MustCompile(`msg="agent ready".* http=(\S+)`).FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		c.t.Fatalf("no HTTP address in %s's log", node)
+	}
+	return m[1]
 }
 
 // kill SIGKILLs node's agent and waits until it is gone.
@@ -261,6 +275,8 @@ func webJob(t *testing.T, dir, name, mode string, count, base int, extraEnv stri
       my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $port, Listen => 64, ReuseAddr => 1)
         or die "listen on $port: $!";
       $SIG{TERM} = sub { exit 0 };
+      $| = 1;
+      print "listening on $port\n";
       while (my $client = $server->accept) {
         # Read the request first: closing with it unread would reset the
         # connection before the client reads the answer.
