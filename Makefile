@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: build test bench lint run
+.PHONY: build test bench lint run quickstart
 
 build:
 	$(GO) build ./...
@@ -10,17 +10,32 @@ test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Prints the issues' figures: step-down and SIGKILL failover (multi-process),
-# ring join/leave and NodeFor, Call vs raw NATS, KV and lock latency; then
-# the Go micro-benchmarks (locks, leases, ring assignment, placement, job
-# file parsing).
+# ring join/leave and NodeFor, Call vs raw NATS, KV and lock latency; the
+# agent's start-up, RSS, 100-instance job run and exec failover (separate
+# agent processes); then the Go micro-benchmarks (locks, leases, ring
+# assignment, placement, job file parsing, scheduler, exec supervisor).
 bench:
 	$(GO) run ./cmd/bench
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./internal/agenttest
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./lock ./election
-	$(GO) test -run '^$$' -bench . -benchmem ./placement ./jobspec
+	$(GO) test -run '^$$' -bench . -benchmem ./placement ./jobspec ./scheduler
+	$(GO) test -run '^$$' -bench . -benchtime 300x ./executor/exec
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# The README's first command: a one-node cluster (gcl agent -dev, embedded
+# NATS) left running in the background, the example API job run on it, and
+# one request to the API.
 run:
+	$(GO) build -o bin/gcl ./cmd/gcl
+	@if bin/gcl node status >/dev/null 2>&1; then echo "an agent already runs on 127.0.0.1:4222"; else \
+	  nohup bin/gcl agent -dev > gcl-dev.log 2>&1 & echo "gcl agent -dev started (log: gcl-dev.log; stop: pkill -f 'gcl agent -dev')"; \
+	  for i in $$(seq 100); do bin/gcl node status >/dev/null 2>&1 && break; sleep 0.1; done; fi
+	bin/gcl job run examples/jobs/api.hcl
+	bin/gcl job status api
+	curl -s http://127.0.0.1:8080/
+
+quickstart:
 	$(GO) run ./examples/quickstart

@@ -84,6 +84,19 @@ func (in *instance) appFor(spec *jobspec.App) *cluster.Application {
 		opts = append(opts, cluster.WithBackend(cluster.Systemd(b.Systemd.Unit)))
 	}
 	app := cluster.NewApp(spec.Name, opts...)
+	// Services are published for discovery while the instance is active.
+	for _, svc := range spec.Services {
+		cfg := cluster.ServiceConfig{Port: svc.Port, Protocol: svc.Protocol}
+		if len(svc.Tags) > 0 {
+			cfg.Metadata = map[string]string{"tags": strings.Join(svc.Tags, ",")}
+		}
+		if svc.Check != nil {
+			cfg.Path = svc.Check.Path
+		}
+		if err := app.ExposeService(svc.Name, cfg); err != nil {
+			in.log.Warn("service not exposed", "service", svc.Name, "err", err)
+		}
+	}
 	app.OnStart(in.start)
 	app.OnStop(in.stop)
 	if spec.Mode == jobspec.ModeSingleton {

@@ -74,20 +74,29 @@ type agentProc struct {
 
 // testCluster is a NATS server and the agents joined to it.
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	dir    string
 	agents map[string]*agentProc
 	mu     sync.Mutex
+	// timing flags every agent gets: short TTLs so tests are quick.
+	timing []string
 }
 
-func newCluster(t *testing.T, nodes ...string) *testCluster {
+func newCluster(t testing.TB, nodes ...string) *testCluster {
+	t.Helper()
+	return newClusterTimed(t, []string{"-lease-ttl", "1s", "-presence-ttl", "3s"}, nodes...)
+}
+
+// newClusterTimed starts agents with the given timing flags (nil: the
+// defaults operators get).
+func newClusterTimed(t testing.TB, timing []string, nodes ...string) *testCluster {
 	t.Helper()
 	srv, err := state.StartServer(context.Background(), state.ServerConfig{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, url: srv.ClientURL(), dir: t.TempDir(), agents: map[string]*agentProc{}}
+	c := &testCluster{t: t, url: srv.ClientURL(), dir: t.TempDir(), agents: map[string]*agentProc{}, timing: timing}
 	t.Cleanup(func() {
 		c.stopAll()
 		srv.Shutdown()
@@ -102,7 +111,8 @@ func newCluster(t *testing.T, nodes ...string) *testCluster {
 func (c *testCluster) start(node string, extra ...string) {
 	c.t.Helper()
 	args := append([]string{"agent", "-nats", c.url, "-node", node, "-http", "127.0.0.1:0",
-		"-data-dir", filepath.Join(c.dir, node), "-lease-ttl", "1s", "-presence-ttl", "3s"}, extra...)
+		"-data-dir", filepath.Join(c.dir, node)}, c.timing...)
+	args = append(args, extra...)
 	cmd := exec.Command(gclBin, args...)
 	p := &agentProc{node: node, cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
@@ -258,7 +268,7 @@ func (c *testCluster) status(job string) jobStatus {
 // webJob writes a job file running a tiny HTTP server on every instance:
 // it listens on base+N, where N is the number at the end of the node ID,
 // and answers with the node and job version.
-func webJob(t *testing.T, dir, name, mode string, count, base int, extraEnv string) string {
+func webJob(t testing.TB, dir, name, mode string, count, base int, extraEnv string) string {
 	t.Helper()
 	countLine := ""
 	if mode == "replicas" {
@@ -305,7 +315,7 @@ func webJob(t *testing.T, dir, name, mode string, count, base int, extraEnv stri
 }
 
 // freePortBase finds a base port with base+1..base+9 free.
-func freePortBase(t *testing.T) int {
+func freePortBase(t testing.TB) int {
 	t.Helper()
 	for base := 21000 + os.Getpid()%5000*4; ; base += 10 {
 		ok := true
@@ -356,7 +366,7 @@ func answering(base, n int) []string {
 	return out
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
