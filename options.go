@@ -23,6 +23,7 @@ type platformConfig struct {
 	advertiseAddr         string
 	labels                map[string]string
 	agentHTTP             string
+	renewObserver         func(app string, d time.Duration)
 	timing                election.Timing
 	presenceTTL           time.Duration
 	hookTimeout           time.Duration
@@ -114,6 +115,13 @@ func WithReplicas(n int) PlatformOption { return func(c *platformConfig) { c.rep
 // httpAddr; the scheduler places jobs only on such nodes.
 func AsAgent(httpAddr string) PlatformOption {
 	return func(c *platformConfig) { c.agentHTTP = httpAddr }
+}
+
+// WithLeaseRenewObserver has observe called with the duration of every
+// successful lease renewal of this node's apps (for metrics). It must not
+// block.
+func WithLeaseRenewObserver(observe func(app string, d time.Duration)) PlatformOption {
+	return func(c *platformConfig) { c.renewObserver = observe }
 }
 
 // WithLogger sets the logger (default slog.Default()).

@@ -34,7 +34,8 @@ func newLeaseRunner(p *Platform, a *Application, keys []string) (*leaseRunner, e
 			JS: p.js, KV: p.leases, Key: key,
 			Node: p.node, Instance: p.instance,
 			Timing: p.cfg.timing, Liveness: p.prober,
-			Logger: p.log.With("app", a.name),
+			Logger:  p.log.With("app", a.name),
+			OnRenew: p.renewObserver(a.name),
 		})
 		if err != nil {
 			return nil, err
@@ -323,4 +324,13 @@ func (p *Platform) watchAway(ctx context.Context, a *Application, r appRunner) {
 			}
 		}()
 	}
+}
+
+// renewObserver adapts the platform's renewal observer to one app.
+func (p *Platform) renewObserver(app string) func(time.Duration) {
+	observe := p.cfg.renewObserver
+	if observe == nil {
+		return nil
+	}
+	return func(d time.Duration) { observe(app, d) }
 }

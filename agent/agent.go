@@ -86,6 +86,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	opts := []cluster.PlatformOption{
 		cluster.WithLogger(cfg.Logger), cluster.WithLabels(cfg.Labels), cluster.AsAgent(a.httpAddr),
 		cluster.WithReplicas(cfg.JetStreamReplicas),
+		cluster.WithLeaseRenewObserver(func(app string, d time.Duration) {
+			a.metrics.renew.WithLabelValues(app).Observe(d.Seconds())
+		}),
 	}
 	if cfg.Advertise != "" {
 		opts = append(opts, cluster.WithAdvertiseAddr(cfg.Advertise))

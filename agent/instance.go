@@ -143,6 +143,8 @@ func (in *instance) unregister(ctx context.Context) {
 // start is OnStart: the instance became active; run its process.
 func (in *instance) start(ctx context.Context) error {
 	spec := in.job.Spec
+	in.a.metrics.activations.WithLabelValues(spec.Name).Inc()
+	in.a.metrics.epoch.WithLabelValues(spec.Name).Set(float64(in.app.Election().Epoch()))
 	if spec.Backend == nil || spec.Backend.Type != jobspec.BackendExec {
 		// Nothing to run (a VIP- or database-only app); active is running.
 		in.mu.Lock()

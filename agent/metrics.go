@@ -14,6 +14,9 @@ type metrics struct {
 	instances   *prometheus.GaugeVec // by job and state
 	leader      *prometheus.GaugeVec // 1 where this node leads the job
 	restarts    *prometheus.GaugeVec
+	epoch       *prometheus.GaugeVec     // lease epoch of the job's term on this node
+	activations *prometheus.CounterVec   // times the job became active here (failovers, step-downs, starts)
+	renew       *prometheus.HistogramVec // lease renewal round trips
 	placements  prometheus.Counter
 	evaluations prometheus.Counter
 	evalSeconds prometheus.Histogram
@@ -31,6 +34,16 @@ func newMetrics() *metrics {
 		restarts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gcl_instance_restarts", Help: "Process restarts of the job's instance on this node.",
 		}, []string{"job"}),
+		epoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gcl_epoch", Help: "Lease epoch of the job's current term on this node (singletons; 0 elsewhere).",
+		}, []string{"job"}),
+		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gcl_activations_total", Help: "Times the job became active on this node: initial starts, failovers and handovers.",
+		}, []string{"job"}),
+		renew: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gcl_lease_renew_seconds", Help: "Round trip of successful lease renewals.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+		}, []string{"app"}),
 		placements: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gcl_scheduler_placements_total", Help: "Allocations added by the scheduler while it ran here.",
 		}),
@@ -42,7 +55,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	m.reg.MustRegister(m.instances, m.leader, m.restarts, m.placements, m.evaluations, m.evalSeconds,
+	m.reg.MustRegister(m.instances, m.leader, m.restarts, m.epoch, m.activations, m.renew, m.placements, m.evaluations, m.evalSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

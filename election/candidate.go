@@ -52,6 +52,9 @@ type Config struct {
 	Timing   Timing
 	Liveness Liveness // optional: enables the fast path
 	Logger   *slog.Logger
+	// OnRenew, if set, is told how long each successful renewal took
+	// (for metrics). It must not block.
+	OnRenew func(time.Duration)
 }
 
 // Term is one period of leadership. It ends when the lease is lost, the
@@ -458,6 +461,9 @@ func (c *Candidate) keep(term *Term, rev uint64, stop <-chan struct{}) uint64 {
 		cancel()
 		switch {
 		case err == nil:
+			if c.cfg.OnRenew != nil {
+				c.cfg.OnRenew(time.Since(sent))
+			}
 			rev, lastSent, failed = newRev, sent, false
 			d := tm.LeaseDeadline(sent)
 			term.mu.Lock()

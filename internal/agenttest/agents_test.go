@@ -256,13 +256,15 @@ func TestAppCommandsAndHTTP(t *testing.T) {
 	}
 
 	addr := c.httpAddr("n1")
-	for path, want := range map[string]string{
-		"/health":      `"status": "ok"`,
-		"/ready":       `"ready": true`,
-		"/metrics":     `gcl_instances{job="web"`,
-		"/v1/jobs":     `"name": "web"`,
-		"/v1/nodes":    `"id": "n2"`,
-		"/v1/apps/web": `"mode": "singleton"`,
+	for path, wants := range map[string][]string{
+		"/health": {`"status": "ok"`},
+		"/ready":  {`"ready": true`},
+		// The scheduler runs on n1 (the first agent), and n1 has led web.
+		"/metrics": {`gcl_instances{job="web"`, `gcl_lease_renew_seconds_count{app="gcl-scheduler"}`,
+			`gcl_scheduler_evaluations_total`},
+		"/v1/jobs":     {`"name": "web"`},
+		"/v1/nodes":    {`"id": "n2"`},
+		"/v1/apps/web": {`"mode": "singleton"`},
 	} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -270,8 +272,10 @@ func TestAppCommandsAndHTTP(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Errorf("GET %s: %d, want %q in:\n%s", path, resp.StatusCode, want, body)
+		for _, want := range wants {
+			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+				t.Errorf("GET %s: %d, want %q in:\n%s", path, resp.StatusCode, want, body)
+			}
 		}
 	}
 	resp, err := http.Get("http://" + addr + "/v1/apps/nope")
@@ -288,4 +292,76 @@ func nodeNumber(node string) int {
 	n := 0
 	fmt.Sscanf(strings.TrimLeft(node, "n"), "%d", &n)
 	return n
+}
+
+// Draining the node that leads a singleton hands leadership to a standby
+// gracefully: never two servers at once, a short gap, drain complete.
+func TestDrainSingletonLeader(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	base := freePortBase(t)
+	c.mustGCL(0, "job", "run", webJob(t, t.TempDir(), "web", "singleton", 0, base, ""))
+	var leader string
+	c.eventually(10*time.Second, "one server", func() bool {
+		a := answering(base, 2)
+		if len(a) != 1 {
+			return false
+		}
+		leader = strings.Fields(a[0])[0]
+		return true
+	})
+	c.eventually(10*time.Second, "a standby", func() bool {
+		for _, in := range c.status("web").Instances {
+			if in.State == "standby" {
+				return true
+			}
+		}
+		return false
+	})
+	stop := make(chan struct{})
+	maxAnswering := 0
+	var gapStart time.Time
+	var longestGap time.Duration
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := len(answering(base, 2))
+			now := time.Now()
+			if n > maxAnswering {
+				maxAnswering = n
+			}
+			switch {
+			case n == 0 && gapStart.IsZero():
+				gapStart = now
+			case n > 0 && !gapStart.IsZero():
+				longestGap = max(longestGap, now.Sub(gapStart))
+				gapStart = time.Time{}
+			}
+		}
+	}()
+	out := c.mustGCL(0, "node", "drain", leader, "-enable", "-deadline", "60s")
+	c.eventually(10*time.Second, "the other node to serve", func() bool {
+		a := answering(base, 2)
+		return len(a) == 1 && !strings.HasPrefix(a[0], leader+" ")
+	})
+	close(stop)
+	wg.Wait()
+	if !strings.Contains(out, "drain complete") {
+		t.Fatalf("drain output:\n%s", out)
+	}
+	if maxAnswering > 1 {
+		t.Fatal("two singleton servers answered at once during the drain")
+	}
+	// A graceful handover is an election after a release, plus a process
+	// start: far below a lease TTL.
+	if longestGap > 2*time.Second {
+		t.Fatalf("the service was down for %v during the handover", longestGap)
+	}
+	t.Logf("drain of leader %s: longest gap %v", leader, longestGap)
 }
