@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ozanturksever/go-cluster/state"
 )
 
 // Event is one entry of the platform's activity feed: elections, ring
@@ -37,7 +39,7 @@ const (
 const eventsMaxAge = 24 * time.Hour
 
 func (p *Platform) ensureEventsStream(ctx context.Context) error {
-	_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := state.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:     p.layout.EventsStream(),
 		Subjects: []string{p.layout.EventSubjects()},
 		MaxAge:   eventsMaxAge,

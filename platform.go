@@ -133,7 +133,9 @@ func (p *Platform) connect(natsURL string) error {
 	}
 	p.address = addr
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: the servers of a cluster that starts together take a few
+	// seconds to settle who stores which bucket (see state.EnsureKV).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	extra := append([]nats.Option{
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { p.disconnected() }),

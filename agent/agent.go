@@ -66,7 +66,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			User: cfg.User, Password: cfg.Password, Token: cfg.Token, ServerName: cfg.Node,
 		}
 		if cfg.Server {
-			sc.ClusterPort, sc.Routes = cfg.ClusterPort, cfg.Join
+			sc.ClusterHost, sc.ClusterPort, sc.Routes = cfg.ClusterHost, cfg.ClusterPort, cfg.Join
+			sc.ClusterUser, sc.ClusterPassword = cfg.ClusterUser, cfg.ClusterPassword
+			if sc.ClusterUser == "" && !isLoopback(cfg.ClusterHost, cfg.ServerHost) {
+				a.log.Warn("the NATS route port accepts any peer: set -cluster-user and -cluster-password (GCL_CLUSTER_USER, GCL_CLUSTER_PASSWORD)")
+			}
 		}
 		srv, err := state.StartServer(ctx, sc)
 		if err != nil {
@@ -240,6 +244,18 @@ loop:
 	}
 	a.log.Info("agent stopped")
 	return runErr
+}
+
+// isLoopback reports whether the first non-empty host is a loopback address.
+func isLoopback(hosts ...string) bool {
+	for _, h := range hosts {
+		if h == "" {
+			continue
+		}
+		ip := net.ParseIP(h)
+		return h == "localhost" || (ip != nil && ip.IsLoopback())
+	}
+	return true
 }
 
 func (a *Agent) shutdownServer() {

@@ -31,9 +31,12 @@ type Config struct {
 	CAFile, CertFile, Key string
 	Dev                   bool
 	Server                bool
-	ServerHost            string   // client listen host of the embedded server; 127.0.0.1
-	ServerPort            int      // client port of the embedded server; 4222 (0 in dev: free port)
-	ClusterPort           int      // route port of an embedded cluster member; 6222
+	ServerHost            string // client listen host of the embedded server; 127.0.0.1
+	ServerPort            int    // client port of the embedded server; 4222 (0 in dev: free port)
+	ClusterHost           string // route listen host of an embedded cluster member; ServerHost
+	ClusterPort           int    // route port of an embedded cluster member; 6222
+	ClusterUser           string // route credentials every member uses
+	ClusterPassword       string
 	Join                  []string // routes of other members, host:port
 	JetStreamReplicas     int      // replicas of new buckets; 3 with 3+ servers, else 1
 

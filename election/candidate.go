@@ -255,6 +255,10 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 		gone        <-chan struct{}
 		stopGone    = func() {}
 		retry       = time.NewTimer(time.Hour)
+		// retryForced: the last forced attempt (a takeover of a holder
+		// proved gone or expired) had an unknown outcome, so the retry
+		// must force again: the record it saw is still there.
+		retryForced bool
 	)
 	takeover.Stop()
 	graceTimer.Stop()
@@ -297,9 +301,11 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 		}
 		if err != nil {
 			if !state.IsCASFailure(err) {
-				// Unknown outcome or NATS trouble: the watch will show what happened;
-				// try again shortly in case nothing changes.
+				// Unknown outcome or NATS trouble (a stream leader moving):
+				// the watch will show what happened; try again shortly in
+				// case nothing changes.
 				c.log.Debug("lease attempt failed", "err", err)
+				retryForced = force
 				retry.Reset(c.cfg.Timing.RenewInterval)
 			}
 			return nil, 0
@@ -319,6 +325,7 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 			if e == nil {
 				initialDone = true
 			} else {
+				retryForced = false
 				takeover.Stop()
 				graceTimer.Stop()
 				stopGone()
@@ -365,7 +372,7 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 				return t, rev, nil
 			}
 		case <-retry.C:
-			if t, rev := attempt(false); t != nil {
+			if t, rev := attempt(retryForced); t != nil {
 				return t, rev, nil
 			}
 		case <-c.wake:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,5 +236,57 @@ func TestTakeoverAfterSilentExpiry(t *testing.T) {
 	rec.waitFor(t, func() bool { return rec.leader() == "a" }, 10*time.Second, "a to take over the expired lease")
 	if _, err := kv.Get(ctx, "app.leader"); err != nil {
 		t.Fatalf("lease record after takeover: %v", err)
+	}
+}
+
+// flakyJS fails the first n publishes as if the server had not answered
+// (a stream leader moving): the outcome is unknown to the caller.
+type flakyJS struct {
+	jetstream.JetStream
+	fail atomic.Int32
+}
+
+func (f *flakyJS) Publish(ctx context.Context, subj string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if f.fail.Add(-1) >= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	return f.JetStream.Publish(ctx, subj, data, opts...)
+}
+
+// A takeover whose compare-and-set went unanswered is retried as a
+// takeover: the dead holder's record is still there, so a plain attempt
+// (which only creates a free lease) would wait for ever.
+func TestTakeoverRetriedAfterUnansweredAttempt(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := state.EnsureLeaseKV(ctx, js, "leases", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A dead holder's record that outlives the test on the server.
+	ghost := []byte(`{"holder":"ghost","instance":"ghost-1","ttl_ms":1000}`)
+	if _, err := state.PutCAS(ctx, js, "leases", "app.leader", ghost, 0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	flaky := &flakyJS{JetStream: js}
+	flaky.fail.Store(1)
+	c, err := New(Config{JS: flaky, KV: kv, Key: "app.leader", Node: "a", Instance: "a-1", Timing: Timing{TTL: time.Second}.WithDefaults()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(runCtx, rec.serve("a")) }()
+	defer func() { cancel(); <-done }()
+	rec.waitFor(t, func() bool { return rec.leader() == "a" }, 10*time.Second, "a to take over after an unanswered attempt")
+	if flaky.fail.Load() >= 0 {
+		t.Fatal("the first takeover attempt was not the failing one")
 	}
 }

@@ -42,7 +42,7 @@ func TestEmbeddedCluster(t *testing.T) {
 			defer wg.Done()
 			servers[i], errs[i] = StartServer(ctx, ServerConfig{
 				StoreDir: t.TempDir(), ServerName: fmt.Sprintf("s%d", i+1),
-				ClusterPort: ports[i], Routes: routes,
+				ClusterPort: ports[i], Routes: routes, ClusterUser: "route", ClusterPassword: "s3cret",
 			})
 		}()
 	}

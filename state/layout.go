@@ -116,27 +116,6 @@ func TTLBucketConfig(bucket string, replicas int) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureKV opens a bucket, creating it with cfg if it does not exist. An
-// existing bucket is used as it is: another process may have created it
-// first, and changing a shared bucket's settings under it is never ours to do.
-func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
-	}
-	kv, err = js.CreateKeyValue(ctx, cfg)
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = js.KeyValue(ctx, cfg.Bucket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
-}
-
 // PutCAS writes value to key only if the key's last revision is rev (0: the
 // key has no message), with a per-message TTL. It returns the new revision.
 // jetstream.KeyValue.Update cannot carry a TTL, so we publish to the

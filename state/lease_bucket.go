@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,32 +22,32 @@ import (
 // record or sees the key empty, never both. Candidates do not need the
 // marker: they take over on their own clocks.
 func EnsureLeaseKV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		// KeyValueConfig can only allow TTLs together with markers, so the
-		// bucket is created plain and TTLs are switched on below. A crash in
-		// between leaves a plain bucket, which the next start finishes.
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+	var kv jetstream.KeyValue
+	err := retryUnanswered(ctx, func(actx context.Context) error {
+		var err error
+		kv, err = openOrCreate(actx, js, jetstream.KeyValueConfig{
 			Bucket: bucket, History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
 		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, bucket)
+		if err != nil {
+			return err
 		}
-	}
+		// KeyValueConfig can only allow TTLs together with markers, so the
+		// bucket is created plain and TTLs are switched on here. A crash
+		// in between leaves a plain bucket, which the next start finishes.
+		stream, err := js.Stream(actx, "KV_"+bucket)
+		if err != nil {
+			return err
+		}
+		cfg := stream.CachedInfo().Config
+		if cfg.AllowMsgTTL && cfg.SubjectDeleteMarkerTTL == 0 {
+			return nil
+		}
+		cfg.AllowMsgTTL, cfg.SubjectDeleteMarkerTTL = true, 0
+		_, err = js.UpdateStream(actx, cfg)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open lease bucket %s: %w", bucket, err)
-	}
-	stream, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return nil, fmt.Errorf("open lease bucket %s: %w", bucket, err)
-	}
-	cfg := stream.CachedInfo().Config
-	if cfg.AllowMsgTTL && cfg.SubjectDeleteMarkerTTL == 0 {
-		return kv, nil
-	}
-	cfg.AllowMsgTTL, cfg.SubjectDeleteMarkerTTL = true, 0
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("lease bucket %s: allow per-message TTLs without delete markers: %w", bucket, err)
+		return nil, fmt.Errorf("lease bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }

@@ -35,6 +35,10 @@ type ServerConfig struct {
 	ClusterHost string
 	ClusterPort int
 	Routes      []string
+	// ClusterUser and ClusterPassword, when set, are required of (and
+	// presented to) the other members: a route port reachable from other
+	// machines must not let anyone in.
+	ClusterUser, ClusterPassword string
 }
 
 // Server is an embedded nats-server with JetStream enabled.
@@ -86,7 +90,8 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		JetStreamMaxMemory: 256 << 20,
 	}
 	if cfg.ClusterPort != 0 {
-		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort}
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort,
+			Username: cfg.ClusterUser, Password: cfg.ClusterPassword}
 		if opts.Cluster.Name == "" {
 			opts.Cluster.Name = "gcl"
 		}
@@ -101,6 +106,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			if err != nil {
 				s.cleanup()
 				return nil, fmt.Errorf("embedded nats: route %q: %w", r, err)
+			}
+			if cfg.ClusterUser != "" {
+				u.User = url.UserPassword(cfg.ClusterUser, cfg.ClusterPassword)
 			}
 			opts.Routes = append(opts.Routes, u)
 		}

@@ -21,7 +21,7 @@ func agentCommand() *cli.Command {
 		Usage:           "run the gcl agent on this node",
 		UsageText: `gcl agent -dev
    gcl agent -nats nats://nats.internal:4222 -node n1 -label zone=a -data-dir /var/lib/gcl
-   gcl agent -server -join 10.0.0.2:6222 -join 10.0.0.3:6222 -node n1 -data-dir /var/lib/gcl`,
+   gcl agent -server -cluster-host 10.0.0.1 -join 10.0.0.2:6222 -join 10.0.0.3:6222 -node n1 -data-dir /var/lib/gcl`,
 		Description: `The agent joins the platform as a node, runs the app instances the scheduler
 assigns to it, and reports their state. One agent at a time also runs the
 scheduler.
@@ -30,7 +30,9 @@ scheduler.
 temporary directory unless -data-dir) and one node: a whole cluster in one
 process. -server runs an embedded clustered NATS member that routes to the
 -join addresses, so a few machines need no separate NATS; buckets get three
-replicas from three servers on. Otherwise -nats (or GCL_NATS_URL) joins an
+replicas from three servers on. Routes listen on -cluster-host (loopback
+unless given); across machines set it, and -cluster-user/-cluster-password
+so that only your servers can join. Otherwise -nats (or GCL_NATS_URL) joins an
 existing NATS.
 
 The HTTP API (/health, /ready, /metrics, /v1/...) listens on 127.0.0.1:4646
@@ -49,7 +51,10 @@ node leads to a standby, stops its instances and leaves the cluster.`,
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:4646", Usage: "HTTP listen `ADDRESS`"},
 			&cli.StringFlag{Name: "nats-host", Value: "127.0.0.1", Usage: "client listen `HOST` of the embedded NATS"},
 			&cli.IntFlag{Name: "nats-port", Value: 4222, Usage: "client `PORT` of the embedded NATS (0: any free port)"},
+			&cli.StringFlag{Name: "cluster-host", Usage: "route listen `HOST` of the embedded clustered NATS (default: -nats-host); other machines must reach it"},
 			&cli.IntFlag{Name: "cluster-port", Value: 6222, Usage: "route `PORT` of the embedded clustered NATS"},
+			&cli.StringFlag{Name: "cluster-user", EnvVars: []string{"GCL_CLUSTER_USER"}, Usage: "route `USER` all servers share"},
+			&cli.StringFlag{Name: "cluster-password", EnvVars: []string{"GCL_CLUSTER_PASSWORD"}, Usage: "route `PASSWORD` all servers share"},
 			&cli.StringFlag{Name: "creds", EnvVars: []string{"GCL_NATS_CREDS"}, Usage: "NATS credentials `FILE`"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"GCL_NATS_TOKEN"}, Usage: "NATS auth `TOKEN` (also required of clients of the embedded NATS)"},
 			&cli.StringFlag{Name: "user", EnvVars: []string{"GCL_NATS_USER"}, Usage: "NATS `USER`"},
@@ -133,6 +138,7 @@ func runAgent(c *cli.Context) error {
 	if cfg.Dev || cfg.Server {
 		cfg.URL = "" // the embedded server is the NATS; GCL_NATS_URL is for clients
 		cfg.ServerHost, cfg.ServerPort, cfg.ClusterPort = c.String("nats-host"), c.Int("nats-port"), c.Int("cluster-port")
+		cfg.ClusterHost, cfg.ClusterUser, cfg.ClusterPassword = c.String("cluster-host"), c.String("cluster-user"), c.String("cluster-password")
 		if cfg.ServerPort == 0 {
 			cfg.ServerPort = -1 // any free port
 		}
