@@ -55,6 +55,7 @@ type Platform struct {
 	runCtx  context.Context
 	runWG   *sync.WaitGroup
 	runStop map[string]appStop
+	ready   chan struct{} // closed once Run has joined and started its apps
 
 	// answering counts calls being answered; see stopAnswering.
 	answering sync.WaitGroup
@@ -91,7 +92,7 @@ func NewPlatform(name, nodeID, natsURL string, opts ...PlatformOption) (*Platfor
 		o(&cfg)
 	}
 	p := &Platform{
-		name: name, node: nodeID, cfg: cfg,
+		name: name, node: nodeID, cfg: cfg, ready: make(chan struct{}),
 		layout: state.Layout{Platform: name},
 		byName: map[string]*Application{},
 		owned:  map[ownedKey][]byte{},
@@ -235,31 +236,33 @@ func (p *Platform) startLate(ctx context.Context, a *Application) error {
 	if err := p.preflight(ctx, a); err != nil {
 		return err
 	}
-	r, err := p.newRunner(a)
-	if err != nil {
-		return err
+	return p.launch(a, p.lateFailure(a))
+}
+
+// lateFailure handles the failure of a late app's runner.
+func (p *Platform) lateFailure(a *Application) func(error) {
+	return func(err error) {
+		a.setErr(err)
+		p.log.Error("app stopped", "app", a.name, "err", err)
 	}
+}
+
+// launch makes a's runner and starts it, unless it already runs or a is
+// no longer registered. Run and Register may both get here for an app
+// registered while Run joined; deciding under p.mu starts it once.
+func (p *Platform) launch(a *Application, failed func(error)) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.runCtx == nil {
 		return fmt.Errorf("app %s: %w", a.name, ErrClosed)
 	}
-	p.startRunner(a, r, func(err error) {
-		a.setErr(err)
-		p.log.Error("app stopped", "app", a.name, "err", err)
-	})
-	return nil
-}
-
-// endRun stops apps from starting: Run is about to wait for its runners.
-func (p *Platform) endRun() {
-	p.mu.Lock()
-	p.runCtx = nil
-	p.mu.Unlock()
-}
-
-// startRunner runs r under its own context, derived from Run's; p.mu held.
-func (p *Platform) startRunner(a *Application, r appRunner, failed func(error)) {
+	if _, started := p.runStop[a.name]; started || p.byName[a.name] != a {
+		return nil
+	}
+	r, err := p.newRunner(a)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(p.runCtx)
 	stop := appStop{cancel: cancel, done: make(chan struct{})}
 	p.runStop[a.name] = stop
@@ -271,6 +274,19 @@ func (p *Platform) startRunner(a *Application, r appRunner, failed func(error)) 
 			failed(fmt.Errorf("app %s: %w", a.name, err))
 		}
 	}()
+	return nil
+}
+
+// Ready is closed once Run has joined the cluster and started the apps
+// registered so far: from then on Register starts an app at once and
+// reports whether it could.
+func (p *Platform) Ready() <-chan struct{} { return p.ready }
+
+// endRun stops apps from starting: Run is about to wait for its runners.
+func (p *Platform) endRun() {
+	p.mu.Lock()
+	p.runCtx = nil
+	p.mu.Unlock()
 }
 
 // Unregister stops app name on this node and removes it: a leader hands
@@ -290,24 +306,37 @@ func (p *Platform) Unregister(ctx context.Context, name string) error {
 		select {
 		case <-stop.done:
 		case <-ctx.Done():
+			// It keeps stopping; its name is free once it has.
+			go func() {
+				<-stop.done
+				p.unsubscribeNodeCalls(a)
+				p.forget(a)
+			}()
 			return fmt.Errorf("app %s: stopping: %w", name, ctx.Err())
 		}
 	}
+	p.unsubscribeNodeCalls(a)
+	p.forget(a)
+	return nil
+}
+
+func (p *Platform) unsubscribeNodeCalls(a *Application) {
 	cs := p.callSubsOf(a)
 	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	if cs.node != nil {
 		_ = cs.node.Unsubscribe()
 		cs.node = nil
 	}
-	cs.mu.Unlock()
-	p.forget(a)
-	return nil
 }
 
 // forget removes a from the platform's registry.
 func (p *Platform) forget(a *Application) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.byName[a.name] != a {
+		return // already forgotten; the name may belong to a new app
+	}
 	delete(p.byName, a.name)
 	delete(p.runStop, a.name)
 	p.apps = slices.DeleteFunc(p.apps, func(x *Application) bool { return x == a })
@@ -394,37 +423,36 @@ func (p *Platform) Run(ctx context.Context) error {
 	p.nc.SetClosedHandler(func(*nats.Conn) { close(connClosed); cancel() })
 	errc := make(chan error, len(apps)+1)
 	var wg sync.WaitGroup
-	// Apps registered from here on start on their own (Register); those
-	// registered while we joined are started with the rest.
+	// Apps registered from here on start on their own (Register). Those
+	// registered while we joined start here, but like late ones: one that
+	// cannot run is refused alone and does not end Run.
 	p.mu.Lock()
 	p.runCtx, p.runWG, p.runStop = ctx, &wg, map[string]appStop{}
-	checked := apps
-	apps = append([]*Application(nil), p.apps...)
+	all := append([]*Application(nil), p.apps...)
 	p.mu.Unlock()
-	for _, a := range apps {
-		if slices.Contains(checked, a) {
+	for _, a := range all {
+		if !slices.Contains(apps, a) {
+			err := p.preflight(ctx, a)
+			if err == nil {
+				err = p.launch(a, p.lateFailure(a))
+			}
+			if err != nil {
+				a.setErr(err)
+				p.log.Error("cannot run", "app", a.name, "err", err)
+				p.forget(a)
+			}
 			continue
 		}
-		if err := p.preflight(ctx, a); err != nil {
-			p.log.Error("cannot run", "app", a.name, "err", err)
-			p.endRun()
-			return err
-		}
-	}
-	for _, a := range apps {
-		r, err := p.newRunner(a)
-		if err != nil {
+		if err := p.launch(a, func(err error) { errc <- err }); err != nil {
 			p.endRun()
 			cancel()
 			wg.Wait()
 			return err
 		}
-		p.mu.Lock()
-		p.startRunner(a, r, func(err error) { errc <- err })
-		p.mu.Unlock()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); errc <- p.heartbeat(ctx) }()
+	close(p.ready)
 
 	var runErr error
 	select {

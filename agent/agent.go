@@ -42,6 +42,9 @@ type Agent struct {
 
 	ready atomic.Bool
 
+	followMu sync.Mutex
+	follows  map[string]*atomic.Int64 // log follows by inbox: when each ends (unix ns)
+
 	mu        sync.Mutex
 	instances map[string]*instance // by job name
 	kick      chan struct{}        // an instance changed: report it
@@ -56,7 +59,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.Node), started: started,
-		instances: map[string]*instance{}, kick: make(chan struct{}, 1),
+		instances: map[string]*instance{}, kick: make(chan struct{}, 1), follows: map[string]*atomic.Int64{},
 		metrics: newMetrics(),
 	}
 	url := cfg.URL
@@ -152,8 +155,10 @@ func (a *Agent) NATSURL() string {
 }
 
 // clientURLForApps is the NATS URL given to instances (GCL_NATS_URL), so
-// apps built on the library join the same NATS as their agent.
-func (a *Agent) clientURLForApps() string { return a.NATSURL() }
+// apps built on the library join the same NATS as their agent. Credentials
+// in the agent's URL are left out: an app, possibly running as another
+// user, gets its own through the job's env.
+func (a *Agent) clientURLForApps() string { return state.StripCredentials(a.NATSURL()) }
 
 // HTTPAddr is where the agent's HTTP API listens.
 func (a *Agent) HTTPAddr() string { return a.httpAddr }
@@ -198,23 +203,44 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
+	// The platform outlives ctx: on shutdown the instances hand over
+	// first, then the platform leaves.
 	pctx, stopPlatform := context.WithCancel(context.Background())
 	defer stopPlatform()
 	platformDone := make(chan error, 1)
 	go func() { platformDone <- a.platform.Run(pctx) }()
-
-	allocs, err := a.store.WatchAllocs(ctx, a.cfg.Node)
-	if err != nil {
-		return err
-	}
-	go a.reportLoop(ctx)
-	a.ready.Store(true)
-	a.log.Info("agent ready", "platform", a.cfg.Platform, "nats", state.RedactURL(a.NATSURL()), "http", a.httpAddr,
-		"data_dir", a.cfg.DataDir, "startup", time.Since(a.started).Round(time.Millisecond))
+	// Work of this run only: ends with it, whichever way it ends.
+	wctx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
 
 	var runErr error
+	var allocs <-chan control.NodeAllocs
+	select {
+	case <-ctx.Done():
+	case err := <-platformDone:
+		platformDone = nil
+		runErr = fmt.Errorf("platform stopped: %w", err)
+	case <-a.platform.Ready():
+		// Instances are registered only now, so that a job the node cannot
+		// run is refused by Register, visibly, rather than by Run.
+		var err error
+		if allocs, err = a.store.WatchAllocs(wctx, a.cfg.Node); err != nil {
+			runErr = err
+			break
+		}
+		go a.reportLoop(wctx)
+		a.ready.Store(true)
+		a.log.Info("agent ready", "platform", a.cfg.Platform, "nats", state.RedactURL(a.NATSURL()), "http", a.httpAddr,
+			"data_dir", a.cfg.DataDir, "startup", time.Since(a.started).Round(time.Millisecond))
+	}
+
+	// Instances that could not be registered (a job version not readable
+	// yet, a transient NATS error) are retried with the latest assignment.
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
+	var last control.NodeAllocs
 loop:
-	for {
+	for allocs != nil {
 		select {
 		case <-ctx.Done():
 			break loop
@@ -229,12 +255,18 @@ loop:
 				}
 				break loop
 			}
+			last = na
 			a.apply(ctx, na)
+		case <-retry.C:
+			if a.needsRetry(last) {
+				a.apply(ctx, last)
+			}
 		}
 	}
 	a.ready.Store(false)
 	a.log.Info("agent stopping: handing over and stopping instances")
 	a.stopAll()
+	stopWork()
 	a.writeReport(context.Background())
 	stopPlatform()
 	if platformDone != nil {

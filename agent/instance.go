@@ -36,6 +36,8 @@ type instance struct {
 	app  *cluster.Application
 	log  *slog.Logger
 	logs string // directory of the process's stdout/stderr
+	// registered: the app is on the platform; guarded by the agent's mu.
+	registered bool
 
 	mu       sync.Mutex
 	sup      *exec.Supervisor
@@ -122,6 +124,9 @@ func (in *instance) register() error {
 		in.set(StateFailed, err.Error())
 		return err
 	}
+	in.a.mu.Lock()
+	in.registered = true
+	in.a.mu.Unlock()
 	return nil
 }
 
@@ -142,6 +147,13 @@ func (in *instance) unregister(ctx context.Context) {
 
 // start is OnStart: the instance became active; run its process.
 func (in *instance) start(ctx context.Context) error {
+	in.mu.Lock()
+	failed := in.state == StateFailed
+	in.mu.Unlock()
+	if failed {
+		// Gave up on this node; activation must not restart the crash loop.
+		return errors.New("instance failed on this node; waiting for the scheduler")
+	}
 	spec := in.job.Spec
 	in.a.metrics.activations.WithLabelValues(spec.Name).Inc()
 	in.a.metrics.epoch.WithLabelValues(spec.Name).Set(float64(in.app.Election().Epoch()))
@@ -168,8 +180,14 @@ func (in *instance) start(ctx context.Context) error {
 		env["GCL_PORT_"+envName(s.Name)] = strconv.Itoa(s.Port)
 	}
 	if spec.Mode == jobspec.ModeRing {
+		// Ownership arrives after activation (OnOwn), so the process starts
+		// with what is owned now, usually nothing, and follows the file.
+		owned := in.app.Ring().OwnedPartitions()
+		if err := in.writePartitions(owned); err != nil {
+			return err
+		}
 		env["GCL_PARTITIONS_FILE"] = in.partitionsFile()
-		env["GCL_PARTITIONS"] = joinInts(in.app.Ring().OwnedPartitions())
+		env["GCL_PARTITIONS"] = joinInts(owned)
 	}
 	dir := e.Dir
 	if dir == "" && e.User != "" {
@@ -203,44 +221,58 @@ func (in *instance) start(ctx context.Context) error {
 }
 
 // follow mirrors the supervisor's state into the instance until it ends.
+// The supervisor's last update and its Done can be ready together, so the
+// final state is taken from Status once Done is closed: a process that
+// failed for good is never left reported as running.
 func (in *instance) follow(sup *exec.Supervisor) {
 	for {
 		select {
 		case st := <-sup.Updates():
-			in.mu.Lock()
-			if in.sup != sup {
-				in.mu.Unlock()
-				return
-			}
-			switch st.State {
-			case exec.StateRunning:
-				in.setLocked(StateRunning, "")
-			case exec.StateRestarting:
-				in.setLocked(StateStarting, st.Reason)
-			case exec.StateFailed:
-				in.setLocked(StateFailed, st.Reason)
-			}
-			in.mu.Unlock()
-			if st.State == exec.StateFailed {
-				in.giveUp(st.Reason)
-			}
+			in.mirror(sup, st)
 		case <-sup.Done():
+			in.mirror(sup, sup.Status())
 			return
 		}
 	}
 }
 
-// giveUp reacts to a process whose restart policy is used up: a leader
-// steps down so a standby takes over; the scheduler moves pool instances
-// away from a node where theirs failed.
+// mirror applies one supervisor state to the instance.
+func (in *instance) mirror(sup *exec.Supervisor, st exec.Status) {
+	in.mu.Lock()
+	if in.sup != sup {
+		in.mu.Unlock()
+		return // stopped or replaced: its updates no longer speak for us
+	}
+	failed := false
+	switch st.State {
+	case exec.StateRunning:
+		in.setLocked(StateRunning, "")
+	case exec.StateRestarting:
+		in.setLocked(StateStarting, st.Reason)
+	case exec.StateFailed:
+		failed = in.state != StateFailed
+		in.setLocked(StateFailed, st.Reason)
+	}
+	in.mu.Unlock()
+	if failed {
+		go in.giveUp(st.Reason)
+	}
+}
+
+// giveUp reacts to a process whose restart policy is used up on this
+// node. A singleton's candidate here leaves the election (a standby takes
+// over, and this node does not win the lease back into a crash loop); the
+// scheduler moves a pool instance elsewhere. The instance stays failed
+// until the scheduler changes what this node runs.
 func (in *instance) giveUp(reason string) {
 	in.log.Error("instance failed on this node", "reason", reason)
-	if in.job.Spec.Mode == jobspec.ModeSingleton {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := in.app.Election().StepDown(ctx); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
-			in.log.Warn("step down after failure", "err", err)
-		}
+	if in.job.Spec.Mode != jobspec.ModeSingleton {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout(in))
+	defer cancel()
+	if err := in.a.platform.Unregister(ctx, in.job.Name); err != nil && !errors.Is(err, cluster.ErrNotRegistered) {
+		in.log.Warn("leaving the election after failure", "err", err)
 	}
 }
 
@@ -269,30 +301,29 @@ func (in *instance) stop(ctx context.Context) error {
 }
 
 // partitionsChanged keeps GCL_PARTITIONS_FILE current for a ring
-// instance's process (one partition number per line) and signals it with
-// SIGHUP so it can reload.
+// instance's process: one partition number per line, replaced atomically
+// (rename), so a process that watches or polls it never reads half a
+// list. No signal is sent: a process that did not expect one would die.
 func (in *instance) partitionsChanged(own, release []int) error {
 	in.mu.Lock()
 	parts := slices.DeleteFunc(append(in.parts, own...), func(p int) bool { return slices.Contains(release, p) })
 	slices.Sort(parts)
 	in.parts = slices.Compact(parts)
-	text := strings.ReplaceAll(joinInts(in.parts), ",", "\n")
-	sup := in.sup
+	list := slices.Clone(in.parts)
 	in.mu.Unlock()
+	return in.writePartitions(list)
+}
+
+func (in *instance) writePartitions(parts []int) error {
 	if err := os.MkdirAll(in.logs, 0o750); err != nil {
 		return err
 	}
+	text := strings.ReplaceAll(joinInts(parts), ",", "\n")
 	tmp := in.partitionsFile() + ".tmp"
 	if err := os.WriteFile(tmp, []byte(text+"\n"), 0o640); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, in.partitionsFile()); err != nil {
-		return err
-	}
-	if sup != nil {
-		_ = sup.Signal("SIGHUP")
-	}
-	return nil
+	return os.Rename(tmp, in.partitionsFile())
 }
 
 func (in *instance) partitionsFile() string { return filepath.Join(in.logs, "partitions") }

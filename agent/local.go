@@ -24,7 +24,9 @@ func (a *Agent) apply(ctx context.Context, na control.NodeAllocs) {
 	a.mu.Lock()
 	var stop []*instance
 	for name, in := range a.instances {
-		if v, ok := want[name]; !ok || v != in.job.Version {
+		// An instance that never got onto the platform is dropped too, and
+		// made again below: that is the retry.
+		if v, ok := want[name]; !ok || v != in.job.Version || !in.registered {
 			stop = append(stop, in)
 			delete(a.instances, name)
 		}
@@ -46,7 +48,7 @@ func (a *Agent) apply(ctx context.Context, na control.NodeAllocs) {
 		}
 		job, err := a.store.JobVersion(ctx, name, want[name])
 		if err != nil {
-			a.log.Error("assigned job unreadable", "job", name, "version", want[name], "err", err)
+			a.log.Error("assigned job unreadable; will retry", "job", name, "version", want[name], "err", err)
 			continue
 		}
 		in := newInstance(a, job)
@@ -60,6 +62,20 @@ func (a *Agent) apply(ctx context.Context, na control.NodeAllocs) {
 		}
 	}
 	a.kickReport()
+}
+
+// needsRetry reports whether the assignment na has jobs this node does not
+// run as assigned: unreadable job versions or refused registrations.
+func (a *Agent) needsRetry(na control.NodeAllocs) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, al := range na.Allocs {
+		in, ok := a.instances[al.Job]
+		if al.Node == a.cfg.Node && (!ok || !in.registered || in.job.Version != al.Version) {
+			return true
+		}
+	}
+	return false
 }
 
 // stopInstances hands over and stops instances, in parallel: each may wait

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	cluster "github.com/ozanturksever/go-cluster"
 	"github.com/ozanturksever/go-cluster/executor/exec"
+	"github.com/ozanturksever/go-cluster/state"
 )
 
 // Requests the CLI sends to agents over NATS (where it is authenticated,
@@ -37,10 +40,10 @@ type LogsRequest struct {
 	App    string `json:"app"`
 	Stream string `json:"stream"` // stdout or stderr
 	Lines  int    `json:"lines"`
-	// Follow, with Inbox, streams new output to Inbox for FollowFor.
-	Follow    bool          `json:"follow,omitempty"`
-	Inbox     string        `json:"inbox,omitempty"`
-	FollowFor time.Duration `json:"follow_for,omitempty"`
+	// Follow, with Inbox (a _INBOX. subject), streams new output to Inbox
+	// for as long as the same request is sent again every few seconds.
+	Follow bool   `json:"follow,omitempty"`
+	Inbox  string `json:"inbox,omitempty"`
 }
 
 // LogsReply carries the last lines of an instance's output.
@@ -129,9 +132,31 @@ func (a *Agent) handleRebalance(m *nats.Msg) {
 	}()
 }
 
+// Bounds of a logs request.
+const (
+	maxLogLines = 10_000
+	// followIdle is how long a follow outlives the client's last request:
+	// the CLI renews every few seconds, and a follow whose client went
+	// away (killed, disconnected) ends by itself.
+	followIdle = 15 * time.Second
+)
+
 func (a *Agent) handleLogs(m *nats.Msg) {
 	var req LogsRequest
+	reply := LogsReply{Node: a.cfg.Node}
+	respond := func() {
+		b, _ := json.Marshal(reply)
+		_ = m.Respond(b)
+	}
 	if err := json.Unmarshal(m.Data, &req); err != nil {
+		reply.Error = "bad request: " + err.Error()
+		respond()
+		return
+	}
+	// The app name becomes a path: only a valid name may.
+	if err := state.ValidateName("app name", req.App); err != nil {
+		reply.Error = err.Error()
+		respond()
 		return
 	}
 	if req.Stream == "" {
@@ -140,28 +165,59 @@ func (a *Agent) handleLogs(m *nats.Msg) {
 	if req.Lines == 0 {
 		req.Lines = 50
 	}
+	req.Lines = min(req.Lines, maxLogLines)
+	if req.Follow && !strings.HasPrefix(req.Inbox, nats.InboxPrefix) {
+		reply.Error = "follow needs an inbox subject (" + nats.InboxPrefix + "...)"
+		respond()
+		return
+	}
 	dir := filepath.Join(a.cfg.DataDir, "logs", req.App)
-	reply := LogsReply{Node: a.cfg.Node}
-	var err error
 	if req.Lines > 0 { // negative: no history, only follow
-		reply.Lines, err = exec.Tail(dir, req.Stream, req.Lines)
+		lines, err := exec.Tail(dir, req.Stream, req.Lines)
 		if err != nil {
 			reply.Error = err.Error()
+			respond()
+			return
 		}
+		reply.Lines = lines
 	}
-	b, _ := json.Marshal(reply)
-	_ = m.Respond(b)
-	if req.Follow && req.Inbox != "" && err == nil {
-		d := req.FollowFor
-		if d <= 0 || d > time.Minute {
-			d = 10 * time.Second
+	respond()
+	if req.Follow {
+		a.follow(dir, req.Stream, req.Inbox)
+	}
+}
+
+// follow streams new output of a log to inbox until the client stops
+// renewing (see followIdle). A renewal of a running follow only extends it.
+func (a *Agent) follow(dir, stream, inbox string) {
+	a.followMu.Lock()
+	defer a.followMu.Unlock()
+	if f, ok := a.follows[inbox]; ok {
+		f.Store(time.Now().Add(followIdle).UnixNano())
+		return
+	}
+	until := new(atomic.Int64)
+	until.Store(time.Now().Add(followIdle).UnixNano())
+	a.follows[inbox] = until
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for range tick.C {
+			if time.Now().UnixNano() > until.Load() {
+				break
+			}
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), d)
-			defer cancel()
-			_ = exec.Follow(ctx, dir, req.Stream, -1, publisher{a.nc, req.Inbox})
+		cancel()
+	}()
+	go func() {
+		defer func() {
+			a.followMu.Lock()
+			delete(a.follows, inbox)
+			a.followMu.Unlock()
 		}()
-	}
+		_ = exec.Follow(ctx, dir, stream, -1, publisher{a.nc, inbox})
+	}()
 }
 
 // publisher sends what is written to it as NATS messages.

@@ -19,8 +19,10 @@ import (
 // schedule runs the scheduler while this agent holds the scheduler lease:
 // it re-evaluates whenever jobs, controls, reports or node presence change,
 // and at least every second (health ages and drain deadlines move on
-// their own). Every write is a compare-and-set, so a deposed scheduler
-// that has not noticed yet cannot overwrite its successor's decisions.
+// their own). Every write is a compare-and-set on the node's key, so a
+// deposed scheduler that has not noticed yet cannot overwrite a node its
+// successor already wrote; the successor's next evaluation corrects any
+// other node it wrote meanwhile.
 func (a *Agent) schedule(ctx context.Context) {
 	log := a.log.With("role", "scheduler")
 	log.Info("scheduler started")
@@ -86,6 +88,11 @@ func (a *Agent) evaluate(ctx context.Context, last map[string]control.Progress) 
 		return last, err
 	}
 	out := scheduler.Reconcile(in)
+	if overdue := a.overdueDrains(ctx, in.Now); len(overdue) > 0 {
+		// A drain past its deadline stops what is left on the node, moved
+		// or not: the operator chose a deadline over waiting.
+		out.Allocs = slices.DeleteFunc(out.Allocs, func(al scheduler.Alloc) bool { return overdue[al.Node] })
+	}
 
 	byNode := map[string][]scheduler.Alloc{}
 	for _, al := range out.Allocs {
@@ -110,6 +117,14 @@ func (a *Agent) evaluate(ctx context.Context, last map[string]control.Progress) 
 	}
 
 	progress := map[string]control.Progress{}
+	for name := range last {
+		if !slices.ContainsFunc(in.Jobs, func(j scheduler.Job) bool { return j.Name == name }) {
+			// Purged: its progress would mislead a job submitted again.
+			if err := a.store.DeleteProgress(ctx, name); err != nil {
+				return last, err
+			}
+		}
+	}
 	for _, j := range in.Jobs {
 		p := control.Progress{Job: j.Name, Version: j.Version, State: out.Jobs[j.Name]}
 		if plan, ok := out.Plans[j.Name]; ok {
@@ -229,4 +244,19 @@ func ExplainLines(plan placement.AppPlan) []string {
 		return nil
 	}
 	return strings.Split(text, "\n")
+}
+
+// overdueDrains are the nodes whose drain deadline has passed.
+func (a *Agent) overdueDrains(ctx context.Context, now time.Time) map[string]bool {
+	controls, err := a.store.NodeControls(ctx)
+	if err != nil {
+		return nil
+	}
+	overdue := map[string]bool{}
+	for node, c := range controls {
+		if c.Drain && !c.DrainDeadline.IsZero() && now.After(c.DrainDeadline) {
+			overdue[node] = true
+		}
+	}
+	return overdue
 }

@@ -209,6 +209,11 @@ func (s *Store) StopJob(ctx context.Context, name string, purge bool) (Job, erro
 			} else if err != nil {
 				return Job{}, fmt.Errorf("purge job %q: %w", name, err)
 			}
+			// A job submitted again under this name starts at version 1;
+			// its old progress must not speak for it.
+			if err := s.DeleteProgress(ctx, name); err != nil {
+				return Job{}, fmt.Errorf("purge job %q progress: %w", name, err)
+			}
 			cur.Stopped = true
 			return cur, nil
 		}

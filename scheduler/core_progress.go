@@ -16,12 +16,14 @@ import (
 //     has not proved healthy yet, and the rollout is not halted (a halted
 //     rollout is not in progress; Failed says why it stopped).
 //   - Failed: the rollout halted, and/or placement is unmet (Explain).
-//   - Complete: every allocation is up at the job's version, there are as
-//     many as wanted, and nothing is in flight: no surge, and no update
-//     still to prove healthy (the update's equivalent of a surge).
+//   - Complete: every allocation is up at the job's version and has proved
+//     healthy (up for min_healthy_time, so a process that crashes right
+//     after it starts does not count as a success), there are as many as
+//     wanted, and nothing is in flight: no surge, and no update still to
+//     prove healthy (the update's equivalent of a surge).
 func (w *jobWork) progress(plan placement.AppPlan) JobProgress {
 	p := JobProgress{Want: plan.Want}
-	allocs, inFlight, updating := 0, false, false
+	allocs, proved, inFlight, updating := 0, 0, false, false
 	for _, s := range w.slots {
 		if s.fate == fateRemove {
 			continue
@@ -30,6 +32,9 @@ func (w *jobWork) progress(plan placement.AppPlan) JobProgress {
 		inFlight = inFlight || s.alloc.Replaces != "" || !s.alloc.UpdatedAt.IsZero()
 		if upAt(s.alloc, s.state, w.job.Version) {
 			p.Running++
+			if healthy(s.alloc, s.state, w.singleton, w.policy.minHealthy, w.now) {
+				proved++
+			}
 		}
 		if w.isInstance(s) && (s.alloc.Version != w.job.Version || !s.alloc.UpdatedAt.IsZero()) {
 			updating = true
@@ -44,7 +49,7 @@ func (w *jobWork) progress(plan placement.AppPlan) JobProgress {
 	}
 	p.Failed = strings.Join(failures, "; ")
 	p.Updating = updating && w.rolloutFailure == ""
-	p.Complete = p.Running == allocs && allocs == p.Want && !inFlight
+	p.Complete = p.Running == allocs && proved == allocs && allocs == p.Want && !inFlight
 	return p
 }
 

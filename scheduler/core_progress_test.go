@@ -20,8 +20,12 @@ func TestProgress(t *testing.T) {
 	}{
 		{"complete",
 			[]Alloc{alloc("x", "n1", 2), alloc("x", "n2", 2)},
-			[]InstanceState{up("x", "n1", 2, now), up("x", "n2", 2, longAgo)},
+			[]InstanceState{up("x", "n1", 2, longAgo), up("x", "n2", 2, longAgo)},
 			met, "", JobProgress{Want: 2, Running: 2, Complete: true}},
+		{"up but not proved healthy yet",
+			[]Alloc{alloc("x", "n1", 2), alloc("x", "n2", 2)},
+			[]InstanceState{up("x", "n1", 2, now), up("x", "n2", 2, longAgo)},
+			met, "", JobProgress{Want: 2, Running: 2}},
 		{"one still starting",
 			[]Alloc{alloc("x", "n1", 2), alloc("x", "n2", 2)},
 			[]InstanceState{up("x", "n1", 2, longAgo), starting("x", "n2", 2, now)},

@@ -52,6 +52,17 @@ func ValidateKey(key string) error {
 
 // RedactURL hides passwords and tokens in NATS URLs so they can be logged.
 func RedactURL(raw string) string {
+	return rewriteUserinfo(raw, func(u *url.URL) { u.User = url.User("REDACTED") })
+}
+
+// StripCredentials removes user, password and token from NATS URLs.
+func StripCredentials(raw string) string {
+	return rewriteUserinfo(raw, func(u *url.URL) { u.User = nil })
+}
+
+// rewriteUserinfo applies change to every URL of a comma-separated list
+// that carries credentials.
+func rewriteUserinfo(raw string, change func(*url.URL)) string {
 	var out []string
 	for _, part := range strings.Split(raw, ",") {
 		u, err := url.Parse(strings.TrimSpace(part))
@@ -59,7 +70,7 @@ func RedactURL(raw string) string {
 			out = append(out, part)
 			continue
 		}
-		u.User = url.User("REDACTED")
+		change(u)
 		out = append(out, u.String())
 	}
 	return strings.Join(out, ",")

@@ -191,7 +191,7 @@ func runAppLogs(c *cli.Context) error {
 	subject := s.store.Layout().AgentCallSubject(node, "logs")
 	var inbox *nats.Subscription
 	if c.Bool("f") {
-		req.Follow, req.Inbox, req.FollowFor = true, nats.NewInbox(), time.Minute
+		req.Follow, req.Inbox = true, nats.NewInbox()
 		if inbox, err = s.nc.SubscribeSync(req.Inbox); err != nil {
 			return err
 		}
@@ -211,14 +211,13 @@ func runAppLogs(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt)
 	defer stop()
-	renew := time.Now().Add(req.FollowFor - 5*time.Second)
+	// The agent follows for as long as we renew; renewing sends no history.
+	renew := agent.LogsRequest{App: name, Stream: stream, Lines: -1, Follow: true, Inbox: req.Inbox}
+	nextRenew := time.Now().Add(5 * time.Second)
 	for ctx.Err() == nil {
-		if time.Now().After(renew) {
-			// Ask for another minute of output; Lines 0 sends no history.
-			r2 := req
-			r2.Lines = -1
-			_ = request(s, subject, r2, 10*time.Second, &agent.LogsReply{})
-			renew = time.Now().Add(req.FollowFor - 5*time.Second)
+		if time.Now().After(nextRenew) {
+			_ = request(s, subject, renew, 10*time.Second, &agent.LogsReply{})
+			nextRenew = time.Now().Add(5 * time.Second)
 		}
 		m, err := inbox.NextMsg(time.Second)
 		if errors.Is(err, nats.ErrTimeout) {

@@ -83,7 +83,7 @@ Warnings do not make a file invalid.
 ` + exitCodesHelp,
 		Flags: append(variableFlags(), clusterFlagsWithoutJSON()...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() == 1 && !pathExists(c.Args().First()) {
+			if c.NArg() == 1 && looksLikeJobName(c.Args().First()) {
 				return inspectRunningJob(c, c.Args().First())
 			}
 			result, diags, err := parseJobs(c)
@@ -151,7 +151,7 @@ in nanoseconds. Diagnostics go to stderr (in the JSON document with -json).
 ` + exitCodesHelp,
 		Flags: append(variableFlags(), clusterFlagsWithoutJSON()...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() == 1 && !pathExists(c.Args().First()) {
+			if c.NArg() == 1 && looksLikeJobName(c.Args().First()) {
 				return inspectRunningJob(c, c.Args().First())
 			}
 			result, diags, err := parseJobs(c)
@@ -248,9 +248,14 @@ func appList(apps []*jobspec.App) string {
 	return plural(len(apps), "app") + " (" + strings.Join(names, ", ") + ")"
 }
 
-func pathExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// looksLikeJobName tells `job inspect JOB` from `job inspect FILE`: a name
+// that is no file and has no path or job file look (a mistyped path must
+// get "no such file", not a cluster lookup).
+func looksLikeJobName(arg string) bool {
+	if _, err := os.Stat(arg); err == nil {
+		return false
+	}
+	return !strings.ContainsAny(arg, `/\.`)
 }
 
 // inspectRunningJob prints the current version of a submitted job.

@@ -108,6 +108,12 @@ func fileSources(files map[string]*hcl.File) map[string]string {
 
 // waitForJobs shows progress until every job is complete or failed.
 func waitForJobs(c *cli.Context, s *session, jobs []control.Job, timeout time.Duration) error {
+	return waitForJobsOutput(c, s, jobs, timeout, c.Bool("json"))
+}
+
+// waitForJobsOutput is waitForJobs; printJSON prints the final statuses as
+// JSON (text progress is printed only without -json).
+func waitForJobsOutput(c *cli.Context, s *session, jobs []control.Job, timeout time.Duration, printJSON bool) error {
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
 	changes, err := s.store.Watch(ctx)
@@ -139,7 +145,7 @@ func waitForJobs(c *cli.Context, s *session, jobs []control.Job, timeout time.Du
 			}
 		}
 		if done+len(failed) == len(jobs) {
-			if c.Bool("json") {
+			if printJSON {
 				if err := writeJSON(c.App.Writer, statuses); err != nil {
 					return err
 				}
@@ -177,7 +183,7 @@ func progressLine(st agent.JobStatus, v uint64) (line string, complete bool, fai
 		return fmt.Sprintf("stopping, %d instances left", running), running == 0 && len(st.Allocs) == 0, ""
 	}
 	p := st.Progress
-	if p == nil || p.Version < v {
+	if p == nil || p.Version != v {
 		return "waiting for the scheduler", false, ""
 	}
 	for _, in := range st.Instances {
@@ -515,8 +521,8 @@ stops running jobs that no file declares any more.
 
 EXIT CODES:
    0  nothing to change
-   1  invalid job file, unreachable cluster or an error
-   2  changes were applied`,
+   1  invalid job file, unreachable cluster, a job that cannot run, or an error
+   2  changes were applied (and, without -detach, run)`,
 		Flags: append(append(variableFlags()[:2:2], clusterFlags()...),
 			&cli.BoolFlag{Name: "prune", Usage: "stop jobs that are not in DIR"},
 			&cli.BoolFlag{Name: "detach", Usage: "return once submitted"},
@@ -573,7 +579,14 @@ EXIT CODES:
 			}
 			planErr := reportPlan(c, entries)
 			if len(touched) > 0 && !c.Bool("detach") {
-				if err := waitForJobs(c, s, touched, 5*time.Minute); err != nil {
+				// The plan was the JSON document; progress is text only.
+				if err := waitForJobsOutput(c, s, touched, 5*time.Minute, false); err != nil {
+					// Exit 2 means "changes applied" here: a job that
+					// cannot run is an error.
+					var exit cli.ExitCoder
+					if errors.As(err, &exit) && exit.ExitCode() == exitChanges {
+						return cli.Exit(exit.Error(), exitFailure)
+					}
 					return err
 				}
 			}

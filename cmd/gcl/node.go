@@ -42,7 +42,7 @@ runs nothing. -disable ends a drain (the node takes new work again).`,
 				Flags: append(clusterFlags(),
 					&cli.BoolFlag{Name: "enable", Usage: "start draining"},
 					&cli.BoolFlag{Name: "disable", Usage: "stop draining"},
-					&cli.DurationFlag{Name: "deadline", Usage: "give up waiting after `DURATION` (0: wait for ever)"},
+					&cli.DurationFlag{Name: "deadline", Usage: "after `DURATION`, stop whatever has not moved yet (0: wait for graceful moves for ever)"},
 					&cli.BoolFlag{Name: "detach", Usage: "return at once"}),
 				Action: runNodeDrain,
 			},
@@ -154,8 +154,10 @@ func runNodeDrain(c *cli.Context) error {
 	}
 	ctx := c.Context
 	if d := c.Duration("deadline"); d > 0 {
+		// At the deadline the scheduler stops what is left; give the
+		// instances their kill timeouts to go before giving up.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
+		ctx, cancel = context.WithTimeout(ctx, d+time.Minute)
 		defer cancel()
 	}
 	changes, err := s.store.Watch(ctx)

@@ -365,3 +365,52 @@ func TestDrainSingletonLeader(t *testing.T) {
 	}
 	t.Logf("drain of leader %s: longest gap %v", leader, longestGap)
 }
+
+// A process that keeps crashing is reported failed with its exit status
+// (and `job run` says so with exit 2) on every node, the singleton never
+// crash-looping back into leadership; purging the job and running a good
+// one under the same name starts clean at version 1.
+func TestCrashingJobFailsAndPurgeStartsClean(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	dir := t.TempDir()
+	writeFile(t, dir+"/crash.hcl", `app "crash" {
+  mode = "singleton"
+  backend "exec" {
+    command = "/bin/sh"
+    args    = ["-c", "exit 3"]
+  }
+  restart {
+    attempts = 1
+    interval = "1m"
+    delay    = "10ms"
+    mode     = "fail"
+  }
+}
+`)
+	code, out, errOut := c.gcl("job", "run", "-timeout", "60s", dir+"/crash.hcl")
+	if code != 2 || !strings.Contains(errOut, "exited with code 3") {
+		t.Fatalf("job run of a crashing job: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	c.eventually(20*time.Second, "both candidates failed", func() bool {
+		st := c.status("crash")
+		failed := 0
+		for _, in := range st.Instances {
+			if in.State == "failed" {
+				failed++
+			}
+			if in.Active {
+				return false
+			}
+		}
+		return failed == 2
+	})
+
+	c.mustGCL(0, "job", "stop", "-purge", "crash")
+	base := freePortBase(t)
+	good := webJob(t, dir, "crash", "singleton", 0, base, "good")
+	out = c.mustGCL(0, "job", "run", good)
+	if !strings.Contains(out, "version 1") {
+		t.Fatalf("a purged job submitted again should start at version 1:\n%s", out)
+	}
+	c.eventually(10*time.Second, "the new job serving", func() bool { return len(answering(base, 2)) == 1 })
+}

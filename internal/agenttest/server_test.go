@@ -59,11 +59,13 @@ func TestEmbeddedClusterAgents(t *testing.T) {
 		c.agents[node] = p
 		c.mu.Unlock()
 	}
+	started := time.Now()
 	// Each server waits for a quorum of its peers before it is ready.
 	for _, n := range []string{"n1", "n2", "n3"} {
 		p := c.agents[n]
 		c.eventually(60*time.Second, n+" ready", func() bool { return strings.Contains(p.stderr.String(), "agent ready") })
 	}
+	t.Logf("three agents ready after %v", time.Since(started).Round(time.Millisecond))
 	c.url = fmt.Sprintf("nats://127.0.0.1:%d,nats://127.0.0.1:%d,nats://127.0.0.1:%d", ports[0], ports[2], ports[4])
 	base := freePortBase(t)
 	c.mustGCL(0, "job", "run", webJob(t, t.TempDir(), "web", "singleton", 0, base, ""))
@@ -76,9 +78,11 @@ func TestEmbeddedClusterAgents(t *testing.T) {
 		leader = strings.Fields(a[0])[0]
 		return true
 	})
+	killed := time.Now()
 	c.kill(leader)
 	c.eventually(30*time.Second, "failover with one NATS server gone", func() bool {
 		a := answering(base, 3)
 		return len(a) == 1 && !strings.HasPrefix(a[0], leader+" ")
 	})
+	t.Logf("failover after SIGKILL of %s (agent and NATS server): %v", leader, time.Since(killed).Round(time.Millisecond))
 }
