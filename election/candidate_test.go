@@ -213,18 +213,8 @@ func TestIneligibleLeaderHandsOver(t *testing.T) {
 // expiry finds its compare-and-set refused by an empty key. It must then
 // create the lease rather than wait for a watch event that never comes.
 func TestTakeoverAfterSilentExpiry(t *testing.T) {
-	srv := startServer(t)
+	srv, js, kv := leaseBucket(t)
 	ctx := context.Background()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := state.EnsureLeaseKV(ctx, js, "leases", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A dead holder's last record: the server drops it after 1s, but the
 	// record tells standbys to wait 3s, so the takeover comes after the expiry.
 	ghost := []byte(`{"holder":"ghost","instance":"ghost-1","ttl_ms":3000}`)
@@ -257,18 +247,8 @@ func (f *flakyJS) Publish(ctx context.Context, subj string, data []byte, opts ..
 // takeover: the dead holder's record is still there, so a plain attempt
 // (which only creates a free lease) would wait for ever.
 func TestTakeoverRetriedAfterUnansweredAttempt(t *testing.T) {
-	srv := startServer(t)
+	_, js, kv := leaseBucket(t)
 	ctx := context.Background()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := state.EnsureLeaseKV(ctx, js, "leases", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A dead holder's record that outlives the test on the server.
 	ghost := []byte(`{"holder":"ghost","instance":"ghost-1","ttl_ms":1000}`)
 	if _, err := state.PutCAS(ctx, js, "leases", "app.leader", ghost, 0, time.Minute); err != nil {
@@ -289,4 +269,21 @@ func TestTakeoverRetriedAfterUnansweredAttempt(t *testing.T) {
 	if flaky.fail.Load() >= 0 {
 		t.Fatal("the first takeover attempt was not the failing one")
 	}
+}
+
+// leaseBucket starts a server and opens a lease bucket on it.
+func leaseBucket(t *testing.T) (*state.Server, jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	srv := startServer(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := state.EnsureLeaseKV(context.Background(), js, "leases", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, js, kv
 }

@@ -109,24 +109,13 @@ func orNone(s string) string {
 }
 
 func runAppStepDown(c *cli.Context) error {
-	name, err := appName(c)
+	name, reply, err := askAgents(c, "stepdown")
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
+		// Only the leader answers.
+		return cli.Exit(fmt.Sprintf("app %q has no leader that could step down", name), exitFailure)
+	}
 	if err != nil {
 		return err
-	}
-	s, err := connectFromFlags(c)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	var reply agent.AppReply
-	if err := request(s, s.store.Layout().AgentsSubject("stepdown"), agent.AppRequest{App: name}, 30*time.Second, &reply); err != nil {
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
-			return cli.Exit(fmt.Sprintf("app %q has no leader that could step down", name), exitFailure)
-		}
-		return err
-	}
-	if reply.Error != "" {
-		return cli.Exit(fmt.Sprintf("%s: %s", reply.Node, reply.Error), exitFailure)
 	}
 	if c.Bool("json") {
 		return writeJSON(c.App.Writer, reply)
@@ -136,27 +125,37 @@ func runAppStepDown(c *cli.Context) error {
 }
 
 func runAppRebalance(c *cli.Context) error {
-	name, err := appName(c)
+	name, reply, err := askAgents(c, "rebalance")
 	if err != nil {
 		return err
-	}
-	s, err := connectFromFlags(c)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	var reply agent.AppReply
-	if err := request(s, s.store.Layout().AgentsSubject("rebalance"), agent.AppRequest{App: name}, 30*time.Second, &reply); err != nil {
-		return err
-	}
-	if reply.Error != "" {
-		return cli.Exit(reply.Error, exitFailure)
 	}
 	if c.Bool("json") {
 		return writeJSON(c.App.Writer, reply)
 	}
 	fmt.Fprintf(c.App.Writer, "app %s: assignment %d over %d members, %d partitions moved\n", name, reply.Version, reply.Members, reply.Moved)
 	return nil
+}
+
+// askAgents sends the app named on the command line to the agents'
+// method and returns the answer; an agent's error comes back as an exit.
+func askAgents(c *cli.Context, method string) (string, agent.AppReply, error) {
+	var reply agent.AppReply
+	name, err := appName(c)
+	if err != nil {
+		return "", reply, err
+	}
+	s, err := connectFromFlags(c)
+	if err != nil {
+		return name, reply, err
+	}
+	defer s.Close()
+	if err := request(s, s.store.Layout().AgentsSubject(method), agent.AppRequest{App: name}, 30*time.Second, &reply); err != nil {
+		return name, reply, err
+	}
+	if reply.Error != "" {
+		return name, reply, cli.Exit(fmt.Sprintf("%s: %s", reply.Node, reply.Error), exitFailure)
+	}
+	return name, reply, nil
 }
 
 func runAppLogs(c *cli.Context) error {

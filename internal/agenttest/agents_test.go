@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -22,15 +21,7 @@ func TestRunFailoverAndReschedule(t *testing.T) {
 	if !strings.Contains(out, "all instances running") {
 		t.Fatalf("job run output:\n%s", out)
 	}
-	var leader string
-	c.eventually(10*time.Second, "exactly one web server", func() bool {
-		a := answering(base, 3)
-		if len(a) != 1 {
-			return false
-		}
-		leader = strings.Fields(a[0])[0]
-		return true
-	})
+	leader := c.soleServer(base, 3, 10*time.Second)
 	st := c.status("web")
 	if len(st.Instances) != 3 {
 		t.Fatalf("web: %d instances, want a candidate on each of 3 nodes: %+v", len(st.Instances), st)
@@ -79,41 +70,21 @@ func TestDrainKeepsCount(t *testing.T) {
 		return true
 	})
 
-	stop := make(chan struct{})
-	var minAnswering = 3
-	var samples int
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n := len(answering(base, 3))
-			if n < minAnswering {
-				minAnswering = n
-			}
-			samples++
-		}
-	}()
+	smp := startSampling(base, 3)
 	out := c.mustGCL(0, "node", "drain", victim, "-enable", "-deadline", "60s")
-	close(stop)
-	wg.Wait()
+	smp.stop()
 	if !strings.Contains(out, "drain complete") {
 		t.Fatalf("drain output:\n%s", out)
 	}
-	if minAnswering < 2 {
-		t.Fatalf("during the drain only %d pool instances answered at one point (%d samples)", minAnswering, samples)
+	if smp.min < 2 {
+		t.Fatalf("during the drain only %d pool instances answered at one point (%d samples)", smp.min, smp.samples)
 	}
 	for _, a := range answering(base, 3) {
 		if strings.HasPrefix(a, victim+" ") {
 			t.Fatalf("drained node %s still serves", victim)
 		}
 	}
-	t.Logf("drain of %s: %d samples, never fewer than %d instances", victim, samples, minAnswering)
+	t.Logf("drain of %s: %d samples, never fewer than %d instances", victim, smp.samples, smp.min)
 }
 
 // A rolling update with max_parallel 1 replaces one instance at a time:
@@ -125,28 +96,11 @@ func TestRollingUpdate(t *testing.T) {
 	c.mustGCL(0, "job", "run", webJob(t, dir, "pool", "replicas", 3, base, "v1"))
 	c.eventually(10*time.Second, "three servers", func() bool { return len(answering(base, 3)) == 3 })
 
-	stop := make(chan struct{})
-	minAnswering := 3
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if n := len(answering(base, 3)); n < minAnswering {
-				minAnswering = n
-			}
-		}
-	}()
+	smp := startSampling(base, 3)
 	c.mustGCL(0, "job", "run", webJob(t, dir, "pool", "replicas", 3, base, "v2"))
-	close(stop)
-	wg.Wait()
-	if minAnswering < 2 {
-		t.Fatalf("rolling update with max_parallel 1: only %d of 3 answered at one point", minAnswering)
+	smp.stop()
+	if smp.min < 2 {
+		t.Fatalf("rolling update with max_parallel 1: only %d of 3 answered at one point", smp.min)
 	}
 	c.eventually(10*time.Second, "all at v2", func() bool {
 		a := answering(base, 3)
@@ -300,15 +254,7 @@ func TestDrainSingletonLeader(t *testing.T) {
 	c := newCluster(t, "n1", "n2")
 	base := freePortBase(t)
 	c.mustGCL(0, "job", "run", webJob(t, t.TempDir(), "web", "singleton", 0, base, ""))
-	var leader string
-	c.eventually(10*time.Second, "one server", func() bool {
-		a := answering(base, 2)
-		if len(a) != 1 {
-			return false
-		}
-		leader = strings.Fields(a[0])[0]
-		return true
-	})
+	leader := c.soleServer(base, 2, 10*time.Second)
 	c.eventually(10*time.Second, "a standby", func() bool {
 		for _, in := range c.status("web").Instances {
 			if in.State == "standby" {
@@ -317,53 +263,25 @@ func TestDrainSingletonLeader(t *testing.T) {
 		}
 		return false
 	})
-	stop := make(chan struct{})
-	maxAnswering := 0
-	var gapStart time.Time
-	var longestGap time.Duration
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n := len(answering(base, 2))
-			now := time.Now()
-			if n > maxAnswering {
-				maxAnswering = n
-			}
-			switch {
-			case n == 0 && gapStart.IsZero():
-				gapStart = now
-			case n > 0 && !gapStart.IsZero():
-				longestGap = max(longestGap, now.Sub(gapStart))
-				gapStart = time.Time{}
-			}
-		}
-	}()
+	smp := startSampling(base, 2)
 	out := c.mustGCL(0, "node", "drain", leader, "-enable", "-deadline", "60s")
 	c.eventually(10*time.Second, "the other node to serve", func() bool {
 		a := answering(base, 2)
 		return len(a) == 1 && !strings.HasPrefix(a[0], leader+" ")
 	})
-	close(stop)
-	wg.Wait()
+	smp.stop()
 	if !strings.Contains(out, "drain complete") {
 		t.Fatalf("drain output:\n%s", out)
 	}
-	if maxAnswering > 1 {
+	if smp.max > 1 {
 		t.Fatal("two singleton servers answered at once during the drain")
 	}
 	// A graceful handover is an election after a release, plus a process
 	// start: far below a lease TTL.
-	if longestGap > 2*time.Second {
-		t.Fatalf("the service was down for %v during the handover", longestGap)
+	if smp.longestGap > 2*time.Second {
+		t.Fatalf("the service was down for %v during the handover", smp.longestGap)
 	}
-	t.Logf("drain of leader %s: longest gap %v", leader, longestGap)
+	t.Logf("drain of leader %s: longest gap %v", leader, smp.longestGap)
 }
 
 // A process that keeps crashing is reported failed with its exit status

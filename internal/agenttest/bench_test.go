@@ -85,15 +85,7 @@ func BenchmarkSingletonFailover(b *testing.B) {
 	c.mustGCL(0, "job", "run", webJob(b, b.TempDir(), "web", "singleton", 0, base, ""))
 	var gaps []time.Duration
 	for i := 0; i < b.N; i++ {
-		var leader string
-		c.eventually(30*time.Second, "one server", func() bool {
-			a := answering(base, 3)
-			if len(a) != 1 {
-				return false
-			}
-			leader = strings.Fields(a[0])[0]
-			return true
-		})
+		leader := c.soleServer(base, 3, 30*time.Second)
 		// Standbys must be registered again (after the previous trial's
 		// restart) for the failover to measure the election, not a start.
 		c.eventually(30*time.Second, "three candidates", func() bool {

@@ -372,3 +372,61 @@ func writeFile(t testing.TB, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// soleServer waits until exactly one of the servers of nodes 1..n answers
+// (a singleton's leader) and returns its node.
+func (c *testCluster) soleServer(base, n int, within time.Duration) string {
+	c.t.Helper()
+	var node string
+	c.eventually(within, "exactly one server", func() bool {
+		a := answering(base, n)
+		if len(a) != 1 {
+			return false
+		}
+		node = strings.Fields(a[0])[0]
+		return true
+	})
+	return node
+}
+
+// sampling probes the servers of nodes 1..n back to back until stopped,
+// keeping the fewest and most that answered in one sample and the longest
+// time none did.
+type sampling struct {
+	quit, done        chan struct{}
+	min, max, samples int
+	longestGap        time.Duration
+}
+
+func startSampling(base, n int) *sampling {
+	s := &sampling{quit: make(chan struct{}), done: make(chan struct{}), min: n}
+	go func() {
+		defer close(s.done)
+		var gapStart time.Time
+		for {
+			select {
+			case <-s.quit:
+				return
+			default:
+			}
+			k := len(answering(base, n))
+			now := time.Now()
+			s.samples++
+			s.min, s.max = min(s.min, k), max(s.max, k)
+			switch {
+			case k == 0 && gapStart.IsZero():
+				gapStart = now
+			case k > 0 && !gapStart.IsZero():
+				s.longestGap = max(s.longestGap, now.Sub(gapStart))
+				gapStart = time.Time{}
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling; the fields are final afterwards.
+func (s *sampling) stop() {
+	close(s.quit)
+	<-s.done
+}

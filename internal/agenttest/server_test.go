@@ -69,15 +69,7 @@ func TestEmbeddedClusterAgents(t *testing.T) {
 	c.url = fmt.Sprintf("nats://127.0.0.1:%d,nats://127.0.0.1:%d,nats://127.0.0.1:%d", ports[0], ports[2], ports[4])
 	base := freePortBase(t)
 	c.mustGCL(0, "job", "run", webJob(t, t.TempDir(), "web", "singleton", 0, base, ""))
-	var leader string
-	c.eventually(10*time.Second, "one server", func() bool {
-		a := answering(base, 3)
-		if len(a) != 1 {
-			return false
-		}
-		leader = strings.Fields(a[0])[0]
-		return true
-	})
+	leader := c.soleServer(base, 3, 10*time.Second)
 	killed := time.Now()
 	c.kill(leader)
 	c.eventually(30*time.Second, "failover with one NATS server gone", func() bool {
