@@ -32,6 +32,16 @@ func appName(c *cli.Context) (string, error) {
 	return "", cli.Exit(fmt.Sprintf("usage: gcl app %s APP", c.Command.Name), exitFailure)
 }
 
+// appSession reads the app name and connects to the cluster.
+func appSession(c *cli.Context) (string, *session, error) {
+	name, err := appName(c)
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := connectFromFlags(c)
+	return name, s, err
+}
+
 func appCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "app",
@@ -60,11 +70,7 @@ func stepdownCommand() *cli.Command {
 }
 
 func runAppStatus(c *cli.Context) error {
-	name, err := appName(c)
-	if err != nil {
-		return err
-	}
-	s, err := connectFromFlags(c)
+	name, s, err := appSession(c)
 	if err != nil {
 		return err
 	}
@@ -140,11 +146,7 @@ func runAppRebalance(c *cli.Context) error {
 // method and returns the answer; an agent's error comes back as an exit.
 func askAgents(c *cli.Context, method string) (string, agent.AppReply, error) {
 	var reply agent.AppReply
-	name, err := appName(c)
-	if err != nil {
-		return "", reply, err
-	}
-	s, err := connectFromFlags(c)
+	name, s, err := appSession(c)
 	if err != nil {
 		return name, reply, err
 	}
@@ -159,11 +161,7 @@ func askAgents(c *cli.Context, method string) (string, agent.AppReply, error) {
 }
 
 func runAppLogs(c *cli.Context) error {
-	name, err := appName(c)
-	if err != nil {
-		return err
-	}
-	s, err := connectFromFlags(c)
+	name, s, err := appSession(c)
 	if err != nil {
 		return err
 	}

@@ -42,11 +42,7 @@ EXIT CODES:
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up waiting after `DURATION`"},
 		),
 		Action: func(c *cli.Context) error {
-			apps, sources, err := loadJobs(c)
-			if err != nil {
-				return err
-			}
-			s, err := connectFromFlags(c)
+			apps, sources, s, err := jobsSession(c)
 			if err != nil {
 				return err
 			}
@@ -80,6 +76,17 @@ EXIT CODES:
 			return waitForJobs(c, s, submitted, c.Duration("timeout"))
 		},
 	}
+}
+
+// jobsSession parses the job files on the command line, then connects:
+// a bad file fails before the cluster is contacted.
+func jobsSession(c *cli.Context) ([]*jobspec.App, map[string]string, *session, error) {
+	apps, sources, err := loadJobs(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, err := connectFromFlags(c)
+	return apps, sources, s, err
 }
 
 // loadJobs parses the job files on the command line; diagnostics are
@@ -424,11 +431,7 @@ EXIT CODES:
    2  changes (run "gcl job run" to apply them)`,
 		Flags: append(variableFlags()[:2:2], clusterFlags()...),
 		Action: func(c *cli.Context) error {
-			apps, _, err := loadJobs(c)
-			if err != nil {
-				return err
-			}
-			s, err := connectFromFlags(c)
+			apps, _, s, err := jobsSession(c)
 			if err != nil {
 				return err
 			}
@@ -534,11 +537,7 @@ EXIT CODES:
 			if fi, err := os.Stat(c.Args().First()); err != nil || !fi.IsDir() {
 				return cli.Exit(fmt.Sprintf("%s: not a directory", c.Args().First()), exitFailure)
 			}
-			apps, sources, err := loadJobs(c)
-			if err != nil {
-				return err
-			}
-			s, err := connectFromFlags(c)
+			apps, sources, s, err := jobsSession(c)
 			if err != nil {
 				return err
 			}
