@@ -80,7 +80,10 @@ func WithLabels(labels map[string]string) PlatformOption {
 // WithLeaseTTL sets the lease TTL; the other lease timings scale with it.
 // A silently cut-off leader is replaced within about this time.
 func WithLeaseTTL(ttl time.Duration) PlatformOption {
-	return func(c *platformConfig) { c.timing = election.Timing{TTL: ttl}.WithDefaults() }
+	return func(c *platformConfig) {
+		// The probe fast path does not depend on the TTL: keep it.
+		c.timing = election.Timing{TTL: ttl, ProbeInterval: election.DefaultTiming().ProbeInterval}.WithDefaults()
+	}
 }
 
 // WithLeaseTiming sets every lease timing explicitly.

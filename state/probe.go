@@ -45,7 +45,12 @@ func NewProber(nc *nats.Conn, layout Layout, interval time.Duration) *Prober {
 }
 
 // Gone returns a channel closed once the node's given instance is gone.
+// A prober with no interval never probes: the channel never closes, and
+// callers fall back on record TTLs.
 func (p *Prober) Gone(node, instance string) (<-chan struct{}, func()) {
+	if p.interval <= 0 {
+		return nil, func() {}
+	}
 	key := probeTarget{node, instance}
 	p.mu.Lock()
 	w := p.watches[key]

@@ -55,3 +55,16 @@ func TestEmbeddedServerWithTokenRefusesAnonymous(t *testing.T) {
 	}
 	nc.Close()
 }
+
+// A prober without an interval (the fast path turned off) never reports
+// anyone gone, and never panics trying.
+func TestProberWithoutInterval(t *testing.T) {
+	p := NewProber(nil, Layout{Platform: "t"}, 0)
+	gone, stop := p.Gone("n1", "i1")
+	defer stop()
+	select {
+	case <-gone:
+		t.Fatal("reported gone without probing")
+	default:
+	}
+}

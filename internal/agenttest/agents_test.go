@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -331,4 +333,79 @@ func TestCrashingJobFailsAndPurgeStartsClean(t *testing.T) {
 		t.Fatalf("a purged job submitted again should start at version 1:\n%s", out)
 	}
 	c.eventually(10*time.Second, "the new job serving", func() bool { return len(answering(base, 2)) == 1 })
+}
+
+// An ineligible node loses its instances and gets them back when made
+// eligible again.
+func TestNodeEligibility(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	base := freePortBase(t)
+	c.mustGCL(0, "job", "run", webJob(t, t.TempDir(), "api", "spread", 0, base, ""))
+	c.eventually(10*time.Second, "api on both nodes", func() bool { return len(answering(base, 2)) == 2 })
+	c.mustGCL(0, "node", "eligibility", "n2", "-disable")
+	c.eventually(10*time.Second, "api only on n1", func() bool {
+		a := answering(base, 2)
+		return len(a) == 1 && strings.HasPrefix(a[0], "n1 ")
+	})
+	out := c.mustGCL(0, "node", "status", "-json")
+	if !strings.Contains(out, `"eligible": false`) {
+		t.Fatalf("node status does not show n2 ineligible:\n%s", out)
+	}
+	c.mustGCL(0, "node", "eligibility", "n2", "-enable")
+	c.eventually(10*time.Second, "api on both nodes again", func() bool { return len(answering(base, 2)) == 2 })
+}
+
+// A ring job's instances share its partitions through their
+// GCL_PARTITIONS_FILE: together they hold every partition, none twice.
+func TestRingJob(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	dir := t.TempDir()
+	writeFile(t, dir+"/cache.hcl", `app "cache" {
+  mode       = "ring"
+  partitions = 16
+  backend "exec" {
+    command = "/bin/sleep"
+    args    = ["3600"]
+    kill_timeout = "1s"
+  }
+  update { min_healthy_time = "0s" }
+}
+`)
+	c.mustGCL(0, "job", "run", dir+"/cache.hcl")
+	read := func(node string) []string {
+		b, err := os.ReadFile(filepath.Join(c.dir, node, "logs", "cache", "partitions"))
+		if err != nil {
+			return nil
+		}
+		return strings.Fields(string(b))
+	}
+	c.eventually(20*time.Second, "16 partitions split over both nodes", func() bool {
+		seen := map[string]int{}
+		p1, p2 := read("n1"), read("n2")
+		for _, p := range append(p1, p2...) {
+			seen[p]++
+		}
+		if len(p1) == 0 || len(p2) == 0 || len(seen) != 16 {
+			return false
+		}
+		for _, n := range seen {
+			if n != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	var st struct {
+		Ring struct {
+			Partitions int               `json:"partitions"`
+			Owners     map[string]string `json:"owners"`
+		} `json:"ring"`
+	}
+	if err := json.Unmarshal([]byte(c.mustGCL(0, "app", "status", "-json", "cache")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Ring.Partitions != 16 || len(st.Ring.Owners) != 2 {
+		t.Fatalf("app status ring: %+v", st.Ring)
+	}
+	c.mustGCL(0, "app", "rebalance", "cache")
 }
