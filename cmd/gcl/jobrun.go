@@ -133,11 +133,21 @@ func waitForJobsOutput(c *cli.Context, s *session, jobs []control.Job, timeout t
 	for {
 		done, failed := 0, []string{}
 		var statuses []agent.JobStatus
+		// One picture of the cluster per round, however many jobs.
+		all, err := agent.JobsView(ctx, s.store, s.js)
+		if err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
 		for _, j := range jobs {
-			st, err := agent.JobView(ctx, s.store, s.js, j.Name)
-			if err != nil {
-				return cli.Exit(err.Error(), exitFailure)
+			i := slices.IndexFunc(all, func(st agent.JobStatus) bool { return st.Name == j.Name })
+			if i < 0 {
+				if j.Stopped {
+					done++ // purged
+					continue
+				}
+				return cli.Exit(fmt.Sprintf("job %q disappeared", j.Name), exitFailure)
 			}
+			st := all[i]
 			statuses = append(statuses, st)
 			line, complete, failure := progressLine(st, j.Version)
 			if !c.Bool("json") && line != last[j.Name] {

@@ -1,6 +1,7 @@
 package agenttest
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,6 +72,21 @@ func BenchmarkJobRun100(b *testing.B) {
 		start := time.Now()
 		c.mustGCL(0, "job", "run", path)
 		b.ReportMetric(time.Since(start).Seconds(), "s-to-all-running")
+		var jobs []jobStatus
+		if err := json.Unmarshal([]byte(c.mustGCL(0, "job", "status", "-json")), &jobs); err != nil {
+			b.Fatal(err)
+		}
+		running := 0
+		for _, j := range jobs {
+			for _, in := range j.Instances {
+				if in.State == "running" {
+					running++
+				}
+			}
+		}
+		if running != 100 {
+			b.Fatalf("%d instances running after job run, want 100", running)
+		}
 		c.stopAll()
 	}
 }
