@@ -47,6 +47,11 @@ type instance struct {
 	reason   string
 	restarts int // restarts of earlier processes of this instance
 	parts    []int
+	// Service checks, while the process runs (see checks.go).
+	stopChecks   context.CancelFunc
+	checksOK     bool
+	checkReason  string
+	healthySince time.Time
 }
 
 func newInstance(a *Agent, job control.Job) *instance {
@@ -217,7 +222,28 @@ func (in *instance) start(ctx context.Context) error {
 	}
 	in.set(StateRunning, "")
 	go in.follow(sup)
+	if checked := checkedServices(spec); len(checked) > 0 {
+		cctx, cancel := context.WithCancel(context.Background())
+		in.mu.Lock()
+		in.stopChecks, in.checksOK, in.checkReason = cancel, false, "waiting for the first check"
+		in.mu.Unlock()
+		go runChecks(cctx, checked, in.checked)
+	}
 	return nil
+}
+
+// checked records the verdict of the instance's service checks.
+func (in *instance) checked(ok bool, reason string) {
+	in.mu.Lock()
+	if ok && !in.checksOK {
+		in.healthySince = time.Now().UTC()
+	}
+	in.checksOK, in.checkReason = ok, reason
+	in.mu.Unlock()
+	if !ok {
+		in.log.Warn("service check failing", "reason", reason)
+	}
+	in.a.kickReport()
 }
 
 // follow mirrors the supervisor's state into the instance until it ends.
@@ -279,6 +305,10 @@ func (in *instance) giveUp(reason string) {
 // stop is OnStop: the instance is no longer active here.
 func (in *instance) stop(ctx context.Context) error {
 	in.mu.Lock()
+	if in.stopChecks != nil {
+		in.stopChecks()
+		in.stopChecks = nil
+	}
 	sup := in.sup
 	in.sup, in.active = nil, false
 	if sup != nil {
@@ -353,10 +383,19 @@ func (in *instance) report() scheduler.InstanceState {
 	if in.job.Spec.Mode == jobspec.ModeSingleton {
 		active = in.app.Election().IsLeader() && in.state == StateRunning
 	}
-	return scheduler.InstanceState{
+	st := scheduler.InstanceState{
 		Job: in.job.Name, Node: in.a.cfg.Node, Version: in.job.Version,
 		State: in.state, Active: active, Since: in.since, Reason: in.reason, Restarts: restarts,
 	}
+	if st.State == StateRunning && in.stopChecks != nil {
+		// Running counts once the checks pass, and from when they did.
+		if !in.checksOK {
+			st.State, st.Reason = StateStarting, in.checkReason
+		} else if in.healthySince.After(st.Since) {
+			st.Since = in.healthySince
+		}
+	}
+	return st
 }
 
 func joinInts(xs []int) string {

@@ -429,3 +429,51 @@ func TestSurgeUpdate(t *testing.T) {
 		return len(a) == 2 && strings.HasSuffix(a[0], " v2") && strings.HasSuffix(a[1], " v2")
 	})
 }
+
+// withService adds a checked service to a job file written by webJob.
+func withService(t *testing.T, path string, port int, check string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.TrimSuffix(strings.TrimSpace(string(b)), "}")
+	src += fmt.Sprintf(`  service "http" {
+    port = %d
+    check {
+      %s
+      interval = "1s"
+      timeout  = "500ms"
+    }
+  }
+}
+`, port, check)
+	writeFile(t, path, src)
+}
+
+// An instance counts as running only once its service check passes: a
+// check that never passes keeps it starting, with the failure as reason,
+// and `job run` does not report success.
+func TestServiceChecks(t *testing.T) {
+	c := newCluster(t, "n1")
+	base := freePortBase(t)
+	good := webJob(t, t.TempDir(), "good", "singleton", 0, base, "")
+	withService(t, good, base+1, `type = "http"
+      path = "/health"`)
+	c.mustGCL(0, "job", "run", good)
+
+	badBase := base + 10
+	bad := webJob(t, t.TempDir(), "bad", "singleton", 0, badBase, "")
+	withService(t, bad, badBase+5, `type = "tcp"`) // nothing listens there
+	code, _, errOut := c.gcl("job", "run", "-timeout", "3s", bad)
+	if code != 1 || !strings.Contains(errOut, "gave up waiting") {
+		t.Fatalf("job run with a failing check: exit %d\n%s", code, errOut)
+	}
+	c.eventually(5*time.Second, "the failing check as the reason", func() bool {
+		out := c.mustGCL(0, "job", "status", "-json", "bad")
+		return strings.Contains(out, `"state": "starting"`) && strings.Contains(out, "check of service http failing")
+	})
+	if probe(badBase, 1) == "" {
+		t.Fatal("the process itself should run; only its check fails")
+	}
+}
