@@ -25,7 +25,9 @@ const (
 
 const exitCodesHelp = `EXIT CODES:
    0  success (warnings may have been printed)
-   1  invalid job file, a failed check, bad usage or any other error`
+   1  invalid job file, a failed check, bad usage, an unreachable cluster or any other error
+   2  job plan / job apply: there are (were) changes; job run: a job cannot be placed or its
+      instances failed (see each command's help)`
 
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
