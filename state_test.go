@@ -44,9 +44,22 @@ func TestKV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.KV().Put(ctx, "w.x", []byte("1"))
-	a.KV().Delete(ctx, "w.x")
-	e1, e2 := <-events, <-events
+	if _, err := a.KV().Put(ctx, "w.x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.KV().Delete(ctx, "w.x"); err != nil {
+		t.Fatal(err)
+	}
+	next := func() KVEntry {
+		select {
+		case e := <-events:
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatal("no watch event within 10s")
+			return KVEntry{}
+		}
+	}
+	e1, e2 := next(), next()
 	if e1.Key != "w.x" || string(e1.Value) != "1" || !e2.Deleted {
 		t.Fatalf("watch: %+v %+v", e1, e2)
 	}
