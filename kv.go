@@ -160,7 +160,10 @@ func (k *KV) Keys(ctx context.Context) ([]string, error) {
 }
 
 // Watch sends the current entries matching pattern (NATS wildcards '*' and
-// '>'), then every change, until ctx ends.
+// '>'), then the changes, in order, until ctx ends. The bucket keeps one
+// revision per key, so a watcher that falls behind a key changing quickly
+// sees its latest value, not every value it had: watch for state, not for
+// a log of events.
 func (k *KV) Watch(ctx context.Context, pattern string) (<-chan KVEntry, error) {
 	kv, err := k.bucket(ctx)
 	if err != nil {
