@@ -184,7 +184,24 @@ func (p *Platform) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	if p.initErr != nil {
 		return nil, p.initErr
 	}
-	lister, err := p.nodes.ListKeys(ctx, jetstream.MetaOnly())
+	return listNodes(ctx, p.nodes)
+}
+
+// NodesOf lists the nodes present now on platform, sorted by ID, for
+// tools that are not members themselves (the gcl CLI): no Platform needed.
+func NodesOf(ctx context.Context, js jetstream.JetStream, platform string) ([]NodeInfo, error) {
+	kv, err := js.KeyValue(ctx, state.Layout{Platform: platform}.NodesBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil // no node ever joined
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return listNodes(ctx, kv)
+}
+
+func listNodes(ctx context.Context, nodes jetstream.KeyValue) ([]NodeInfo, error) {
+	lister, err := nodes.ListKeys(ctx, jetstream.MetaOnly())
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -193,7 +210,7 @@ func (p *Platform) Nodes(ctx context.Context) ([]NodeInfo, error) {
 		if !strings.HasPrefix(key, "node.") {
 			continue
 		}
-		e, err := p.nodes.Get(ctx, key)
+		e, err := nodes.Get(ctx, key)
 		if err != nil {
 			continue // expired between list and get
 		}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -83,15 +82,16 @@ func drain(c <-chan struct{}, wait time.Duration) {
 // evaluate reads the cluster, runs the scheduler core and writes what
 // changed.
 func (a *Agent) evaluate(ctx context.Context, last map[string]control.Progress) (map[string]control.Progress, error) {
-	in, current, err := a.scheduleInput(ctx)
+	cs, err := readCluster(ctx, a.store, a.js)
 	if err != nil {
 		return last, err
 	}
+	in, current := cs.input, cs.allocs
 	out := scheduler.Reconcile(in)
-	if overdue := a.overdueDrains(ctx, in.Now); len(overdue) > 0 {
+	if len(cs.overdue) > 0 {
 		// A drain past its deadline stops what is left on the node, moved
 		// or not: the operator chose a deadline over waiting.
-		out.Allocs = slices.DeleteFunc(out.Allocs, func(al scheduler.Alloc) bool { return overdue[al.Node] })
+		out.Allocs = slices.DeleteFunc(out.Allocs, func(al scheduler.Alloc) bool { return cs.overdue[al.Node] })
 	}
 
 	byNode := map[string][]scheduler.Alloc{}
@@ -142,28 +142,34 @@ func (a *Agent) evaluate(ctx context.Context, last map[string]control.Progress) 
 	return progress, nil
 }
 
-// scheduleInput gathers the scheduler core's input: jobs, live agents with
-// their controls, the current allocations and the agents' reports.
-func (a *Agent) scheduleInput(ctx context.Context) (scheduler.Input, map[string]control.NodeAllocs, error) {
-	return readInput(ctx, a.store, a.js)
+// clusterState is what one evaluation reads: the scheduler core's input,
+// the allocations as written (with their revisions, for compare-and-set)
+// and the nodes whose drain deadline has passed.
+type clusterState struct {
+	input   scheduler.Input
+	allocs  map[string]control.NodeAllocs
+	overdue map[string]bool
 }
 
-func readInput(ctx context.Context, store *control.Store, js jetstream.JetStream) (scheduler.Input, map[string]control.NodeAllocs, error) {
-	in := scheduler.Input{Now: time.Now()}
+// readCluster gathers jobs, live agents with their controls, the current
+// allocations and the agents' reports.
+func readCluster(ctx context.Context, store *control.Store, js jetstream.JetStream) (clusterState, error) {
+	cs := clusterState{input: scheduler.Input{Now: time.Now()}, overdue: map[string]bool{}}
+	in := &cs.input
 	jobs, err := store.Jobs(ctx)
 	if err != nil {
-		return in, nil, err
+		return cs, err
 	}
 	for _, j := range jobs {
 		in.Jobs = append(in.Jobs, scheduler.Job{Name: j.Name, Version: j.Version, Spec: j.Spec, Stopped: j.Stopped})
 	}
-	nodes, err := ReadNodes(ctx, js, store.Layout())
+	nodes, err := cluster.NodesOf(ctx, js, store.Layout().Platform)
 	if err != nil {
-		return in, nil, err
+		return cs, err
 	}
 	controls, err := store.NodeControls(ctx)
 	if err != nil {
-		return in, nil, err
+		return cs, err
 	}
 	live := map[string]bool{}
 	for _, n := range agentNodes(nodes) {
@@ -173,34 +179,37 @@ func readInput(ctx context.Context, store *control.Store, js jetstream.JetStream
 			ID: n.ID, Address: n.Address, Labels: n.Labels,
 			Eligible: !c.Ineligible, Draining: c.Drain,
 		})
+		if c.Drain && !c.DrainDeadline.IsZero() && in.Now.After(c.DrainDeadline) {
+			cs.overdue[n.ID] = true
+		}
 	}
-	current, err := store.Allocs(ctx)
-	if err != nil {
-		return in, nil, err
+	if cs.allocs, err = store.Allocs(ctx); err != nil {
+		return cs, err
 	}
-	for _, na := range current {
+	for _, na := range cs.allocs {
 		in.Allocs = append(in.Allocs, na.Allocs...)
 	}
 	reports, err := store.Reports(ctx)
 	if err != nil {
-		return in, nil, err
+		return cs, err
 	}
 	for node, r := range reports {
 		if live[node] {
 			in.States = append(in.States, r.Instances...)
 		}
 	}
-	return in, current, nil
+	return cs, nil
 }
 
 // DryRun places proposed job versions (and stops the jobs named in stop)
 // on the cluster as it is now, without writing anything, and returns the
 // placement plan of every job: what `gcl job plan` shows.
 func DryRun(ctx context.Context, store *control.Store, js jetstream.JetStream, proposed []control.Job, stop []string) (map[string]placement.AppPlan, error) {
-	in, _, err := readInput(ctx, store, js)
+	cs, err := readCluster(ctx, store, js)
 	if err != nil {
 		return nil, err
 	}
+	in := cs.input
 	for _, p := range proposed {
 		j := scheduler.Job{Name: p.Name, Version: p.Version, Spec: p.Spec}
 		if i := slices.IndexFunc(in.Jobs, func(x scheduler.Job) bool { return x.Name == p.Name }); i >= 0 {
@@ -224,12 +233,10 @@ func agentNodes(nodes []cluster.NodeInfo) []cluster.NodeInfo {
 }
 
 func sameAllocs(a, b []scheduler.Alloc) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
+	return slices.EqualFunc(a, b, func(x, y scheduler.Alloc) bool {
+		return x.Job == y.Job && x.Node == y.Node && x.Version == y.Version &&
+			x.Replaces == y.Replaces && x.UpdatedAt.Equal(y.UpdatedAt)
+	})
 }
 
 func sameProgress(a, b control.Progress) bool {
@@ -244,19 +251,4 @@ func ExplainLines(plan placement.AppPlan) []string {
 		return nil
 	}
 	return strings.Split(text, "\n")
-}
-
-// overdueDrains are the nodes whose drain deadline has passed.
-func (a *Agent) overdueDrains(ctx context.Context, now time.Time) map[string]bool {
-	controls, err := a.store.NodeControls(ctx)
-	if err != nil {
-		return nil
-	}
-	overdue := map[string]bool{}
-	for node, c := range controls {
-		if c.Drain && !c.DrainDeadline.IsZero() && now.After(c.DrainDeadline) {
-			overdue[node] = true
-		}
-	}
-	return overdue
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,11 +33,12 @@ type JobStatus struct {
 
 // snapshot is what the views are made from.
 type snapshot struct {
-	jobs    []control.Job
-	allocs  map[string]control.NodeAllocs
-	reports map[string]control.Report
-	nodes   []cluster.NodeInfo
-	live    map[string]bool
+	jobs     []control.Job
+	allocs   map[string]control.NodeAllocs
+	reports  map[string]control.Report
+	progress map[string]control.Progress
+	nodes    []cluster.NodeInfo
+	live     map[string]bool
 }
 
 func takeSnapshot(ctx context.Context, store *control.Store, js jetstream.JetStream) (*snapshot, error) {
@@ -53,7 +53,10 @@ func takeSnapshot(ctx context.Context, store *control.Store, js jetstream.JetStr
 	if s.reports, err = store.Reports(ctx); err != nil {
 		return nil, err
 	}
-	if s.nodes, err = ReadNodes(ctx, js, store.Layout()); err != nil {
+	if s.progress, err = store.Progresses(ctx); err != nil {
+		return nil, err
+	}
+	if s.nodes, err = cluster.NodesOf(ctx, js, store.Layout().Platform); err != nil {
 		return nil, err
 	}
 	for _, n := range s.nodes {
@@ -62,9 +65,9 @@ func takeSnapshot(ctx context.Context, store *control.Store, js jetstream.JetStr
 	return s, nil
 }
 
-func (s *snapshot) job(ctx context.Context, store *control.Store, j control.Job) JobStatus {
+func (s *snapshot) job(j control.Job) JobStatus {
 	st := JobStatus{Name: j.Name, Version: j.Version, Mode: string(j.Spec.Mode), Stopped: j.Stopped}
-	if p, ok, err := store.Progress(ctx, j.Name); err == nil && ok {
+	if p, ok := s.progress[j.Name]; ok {
 		st.Progress = &p
 	}
 	for _, node := range sortedKeys(s.allocs) {
@@ -95,7 +98,7 @@ func JobsView(ctx context.Context, store *control.Store, js jetstream.JetStream)
 	}
 	out := []JobStatus{}
 	for _, j := range s.jobs {
-		out = append(out, s.job(ctx, store, j))
+		out = append(out, s.job(j))
 	}
 	return out, nil
 }
@@ -110,7 +113,7 @@ func JobView(ctx context.Context, store *control.Store, js jetstream.JetStream, 
 	if err != nil {
 		return JobStatus{}, err
 	}
-	return s.job(ctx, store, j), nil
+	return s.job(j), nil
 }
 
 // NodeStatus is one node as `gcl node status` shows it.
@@ -140,39 +143,6 @@ func NodesView(ctx context.Context, store *control.Store, js jetstream.JetStream
 			Allocs: s.allocs[n.ID].Allocs, Instances: s.reports[n.ID].Instances,
 		})
 	}
-	return out, nil
-}
-
-// ReadNodes lists the present nodes of a platform from their presence
-// records, sorted by ID.
-func ReadNodes(ctx context.Context, js jetstream.JetStream, l state.Layout) ([]cluster.NodeInfo, error) {
-	kv, err := js.KeyValue(ctx, l.NodesBucket())
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	lister, err := kv.ListKeysFiltered(ctx, "node.>")
-	if err != nil {
-		return nil, err
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	var out []cluster.NodeInfo
-	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
-		if err != nil {
-			continue // expired since listed
-		}
-		var n cluster.NodeInfo
-		if json.Unmarshal(e.Value(), &n) == nil && n.ID != "" {
-			out = append(out, n)
-		}
-	}
-	slices.SortFunc(out, func(a, b cluster.NodeInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -206,7 +176,7 @@ func AppView(ctx context.Context, store *control.Store, js jetstream.JetStream, 
 	if err != nil {
 		return AppStatus{}, err
 	}
-	st := AppStatus{Name: name, Mode: string(j.Spec.Mode), Instances: s.job(ctx, store, j).Instances}
+	st := AppStatus{Name: name, Mode: string(j.Spec.Mode), Instances: s.job(j).Instances}
 	l := store.Layout()
 	if leases, err := js.KeyValue(ctx, l.LeasesBucket()); err == nil {
 		if e, err := leases.Get(ctx, l.LeaseKey(name)); err == nil {

@@ -68,24 +68,16 @@ func (s *Store) Job(ctx context.Context, name string) (Job, error) {
 
 // Jobs returns the current version of every job, sorted by name.
 func (s *Store) Jobs(ctx context.Context) ([]Job, error) {
-	lister, err := s.jobs.ListKeys(ctx)
+	var out []Job
+	err := listEntries(ctx, s.jobs, "", func(_ string, e jetstream.KeyValueEntry) error {
+		j, err := decodeJob(e)
+		if err == nil {
+			out = append(out, j)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
-	}
-	var names []string
-	for k := range lister.Keys() {
-		names = append(names, k)
-	}
-	var out []Job
-	for _, n := range names {
-		j, err := s.Job(ctx, n)
-		if errors.Is(err, ErrJobNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
 	}
 	slices.SortFunc(out, func(a, b Job) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil

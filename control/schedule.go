@@ -24,7 +24,7 @@ type NodeAllocs struct {
 // Allocs returns every node's assignment, keyed by node.
 func (s *Store) Allocs(ctx context.Context) (map[string]NodeAllocs, error) {
 	out := map[string]NodeAllocs{}
-	err := s.listEntries(ctx, "alloc.", func(node string, e jetstream.KeyValueEntry) error {
+	err := listEntries(ctx, s.schedule, "alloc.", func(node string, e jetstream.KeyValueEntry) error {
 		var na NodeAllocs
 		if err := json.Unmarshal(e.Value(), &na); err != nil {
 			return err
@@ -117,7 +117,7 @@ type NodeControl struct {
 // NodeControls returns the controls of every node that has any.
 func (s *Store) NodeControls(ctx context.Context) (map[string]NodeControl, error) {
 	out := map[string]NodeControl{}
-	err := s.listEntries(ctx, "control.", func(node string, e jetstream.KeyValueEntry) error {
+	err := listEntries(ctx, s.schedule, "control.", func(node string, e jetstream.KeyValueEntry) error {
 		var c NodeControl
 		if err := json.Unmarshal(e.Value(), &c); err != nil {
 			return err
@@ -161,7 +161,7 @@ type Report struct {
 // that are gone stay until their agent returns; callers filter by presence.
 func (s *Store) Reports(ctx context.Context) (map[string]Report, error) {
 	out := map[string]Report{}
-	err := s.listEntries(ctx, "report.", func(node string, e jetstream.KeyValueEntry) error {
+	err := listEntries(ctx, s.schedule, "report.", func(node string, e jetstream.KeyValueEntry) error {
 		var r Report
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
 			return err
@@ -195,16 +195,6 @@ type Progress struct {
 	Updated   time.Time `json:"updated"`
 }
 
-// Progress returns the progress of job name, if the scheduler wrote any.
-func (s *Store) Progress(ctx context.Context, job string) (Progress, bool, error) {
-	var p Progress
-	_, err := getJSON(ctx, s.schedule, s.layout.ProgressKey(job), &p)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Progress{}, false, nil
-	}
-	return p, err == nil, err
-}
-
 // PutProgress stores a job's progress (the scheduler is the only writer).
 func (s *Store) PutProgress(ctx context.Context, p Progress) error {
 	b, err := json.Marshal(p)
@@ -224,28 +214,19 @@ func (s *Store) DeleteProgress(ctx context.Context, job string) error {
 	return err
 }
 
-// listEntries calls fn for every live key of the schedule bucket under
-// prefix, with the part of the key after it.
-func (s *Store) listEntries(ctx context.Context, prefix string, fn func(rest string, e jetstream.KeyValueEntry) error) error {
-	lister, err := s.schedule.ListKeysFiltered(ctx, prefix+">")
-	if err != nil {
-		return err
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		e, err := s.schedule.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // removed since it was listed
-		}
-		if err != nil {
+// Progresses returns the progress of every job the scheduler wrote any for.
+func (s *Store) Progresses(ctx context.Context) (map[string]Progress, error) {
+	out := map[string]Progress{}
+	err := listEntries(ctx, s.schedule, "progress.", func(job string, e jetstream.KeyValueEntry) error {
+		var p Progress
+		if err := json.Unmarshal(e.Value(), &p); err != nil {
 			return err
 		}
-		if err := fn(k[len(prefix):], e); err != nil {
-			return fmt.Errorf("%s: %w", k, err)
-		}
+		out[job] = p
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read progress: %w", err)
 	}
-	return nil
+	return out, nil
 }

@@ -8,6 +8,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -106,4 +107,30 @@ func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 		}()
 	}
 	return out, nil
+}
+
+// listEntries calls fn for every live key of kv under
+// prefix, with the part of the key after it.
+func listEntries(ctx context.Context, kv jetstream.KeyValue, prefix string, fn func(rest string, e jetstream.KeyValueEntry) error) error {
+	lister, err := kv.ListKeysFiltered(ctx, prefix+">")
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(k[len(prefix):], e); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
 }
