@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -149,13 +150,19 @@ func (k *KV) Keys(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := kv.Keys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
+	p, err := k.app.getPlatform()
+	if err != nil {
+		return nil, err
 	}
+	entries, err := state.ListEntries(ctx, p.js, kv, ">")
 	if err != nil {
 		return nil, fmt.Errorf("app %s KV keys: %w", k.app.name, err)
 	}
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key()
+	}
+	slices.Sort(keys)
 	return keys, nil
 }
 

@@ -184,7 +184,7 @@ func (p *Platform) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	if p.initErr != nil {
 		return nil, p.initErr
 	}
-	return listNodes(ctx, p.nodes)
+	return listNodes(ctx, p.js, p.nodes)
 }
 
 // NodesOf lists the nodes present now on platform, sorted by ID, for
@@ -197,23 +197,16 @@ func NodesOf(ctx context.Context, js jetstream.JetStream, platform string) ([]No
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	return listNodes(ctx, kv)
+	return listNodes(ctx, js, kv)
 }
 
-func listNodes(ctx context.Context, nodes jetstream.KeyValue) ([]NodeInfo, error) {
-	lister, err := nodes.ListKeys(ctx, jetstream.MetaOnly())
+func listNodes(ctx context.Context, js jetstream.JetStream, nodes jetstream.KeyValue) ([]NodeInfo, error) {
+	entries, err := state.ListEntries(ctx, js, nodes, "node.>")
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	var out []NodeInfo
-	for key := range lister.Keys() {
-		if !strings.HasPrefix(key, "node.") {
-			continue
-		}
-		e, err := nodes.Get(ctx, key)
-		if err != nil {
-			continue // expired between list and get
-		}
+	for _, e := range entries {
 		var n NodeInfo
 		if json.Unmarshal(e.Value(), &n) == nil {
 			out = append(out, n)

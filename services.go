@@ -83,16 +83,12 @@ func (p *Platform) Services(ctx context.Context, app, name string) ([]ServiceIns
 	if p.initErr != nil {
 		return nil, p.initErr
 	}
-	w, err := p.services.Watch(ctx, app+"."+name+".*", jetstream.IgnoreDeletes())
+	entries, err := state.ListEntries(ctx, p.js, p.services, app+"."+name+".*")
 	if err != nil {
 		return nil, fmt.Errorf("list services %s/%s: %w", app, name, err)
 	}
-	defer w.Stop()
 	set := map[string]ServiceInstance{}
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
+	for _, e := range entries {
 		applyService(set, e)
 	}
 	return sortedServices(set), nil

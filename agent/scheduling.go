@@ -44,9 +44,14 @@ func (a *Agent) schedule(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changes:
-		case _, ok := <-nodes:
+		case ev, ok := <-nodes:
 			if !ok {
 				return
+			}
+			if ev.Left {
+				log.Info("node left", "node_id", ev.Node.ID)
+			} else {
+				log.Debug("node present", "node_id", ev.Node.ID)
 			}
 		case <-tick.C:
 		}
@@ -133,6 +138,9 @@ func (a *Agent) evaluate(ctx context.Context, last map[string]control.Progress) 
 		progress[j.Name] = p
 		if old, ok := last[j.Name]; ok && sameProgress(old, p) {
 			continue
+		}
+		if p.State.Failed != "" {
+			a.log.Warn("job not running as wanted", "role", "scheduler", "job", j.Name, "version", j.Version, "reason", p.State.Failed, "nodes", len(in.Nodes))
 		}
 		p.Updated = time.Now().UTC()
 		if err := a.store.PutProgress(ctx, p); err != nil {

@@ -69,7 +69,7 @@ func (s *Store) Job(ctx context.Context, name string) (Job, error) {
 // Jobs returns the current version of every job, sorted by name.
 func (s *Store) Jobs(ctx context.Context) ([]Job, error) {
 	var out []Job
-	err := listEntries(ctx, s.jobs, "", func(_ string, e jetstream.KeyValueEntry) error {
+	err := s.listEntries(ctx, s.jobs, "", func(_ string, e jetstream.KeyValueEntry) error {
 		j, err := decodeJob(e)
 		if err == nil {
 			out = append(out, j)

@@ -24,7 +24,7 @@ type NodeAllocs struct {
 // Allocs returns every node's assignment, keyed by node.
 func (s *Store) Allocs(ctx context.Context) (map[string]NodeAllocs, error) {
 	out := map[string]NodeAllocs{}
-	err := listEntries(ctx, s.schedule, "alloc.", func(node string, e jetstream.KeyValueEntry) error {
+	err := s.listEntries(ctx, s.schedule, "alloc.", func(node string, e jetstream.KeyValueEntry) error {
 		var na NodeAllocs
 		if err := json.Unmarshal(e.Value(), &na); err != nil {
 			return err
@@ -117,7 +117,7 @@ type NodeControl struct {
 // NodeControls returns the controls of every node that has any.
 func (s *Store) NodeControls(ctx context.Context) (map[string]NodeControl, error) {
 	out := map[string]NodeControl{}
-	err := listEntries(ctx, s.schedule, "control.", func(node string, e jetstream.KeyValueEntry) error {
+	err := s.listEntries(ctx, s.schedule, "control.", func(node string, e jetstream.KeyValueEntry) error {
 		var c NodeControl
 		if err := json.Unmarshal(e.Value(), &c); err != nil {
 			return err
@@ -161,7 +161,7 @@ type Report struct {
 // that are gone stay until their agent returns; callers filter by presence.
 func (s *Store) Reports(ctx context.Context) (map[string]Report, error) {
 	out := map[string]Report{}
-	err := listEntries(ctx, s.schedule, "report.", func(node string, e jetstream.KeyValueEntry) error {
+	err := s.listEntries(ctx, s.schedule, "report.", func(node string, e jetstream.KeyValueEntry) error {
 		var r Report
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
 			return err
@@ -217,7 +217,7 @@ func (s *Store) DeleteProgress(ctx context.Context, job string) error {
 // Progresses returns the progress of every job the scheduler wrote any for.
 func (s *Store) Progresses(ctx context.Context) (map[string]Progress, error) {
 	out := map[string]Progress{}
-	err := listEntries(ctx, s.schedule, "progress.", func(job string, e jetstream.KeyValueEntry) error {
+	err := s.listEntries(ctx, s.schedule, "progress.", func(job string, e jetstream.KeyValueEntry) error {
 		var p Progress
 		if err := json.Unmarshal(e.Value(), &p); err != nil {
 			return err

@@ -8,7 +8,6 @@ package control
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -109,27 +108,16 @@ func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 	return out, nil
 }
 
-// listEntries calls fn for every live key of kv under
-// prefix, with the part of the key after it.
-func listEntries(ctx context.Context, kv jetstream.KeyValue, prefix string, fn func(rest string, e jetstream.KeyValueEntry) error) error {
-	lister, err := kv.ListKeysFiltered(ctx, prefix+">")
+// listEntries calls fn for every live key of kv under prefix, with the
+// key's rest after the prefix.
+func (s *Store) listEntries(ctx context.Context, kv jetstream.KeyValue, prefix string, fn func(rest string, e jetstream.KeyValueEntry) error) error {
+	entries, err := state.ListEntries(ctx, s.js, kv, prefix+">")
 	if err != nil {
 		return err
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // removed since it was listed
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(k[len(prefix):], e); err != nil {
-			return fmt.Errorf("%s: %w", k, err)
+	for _, e := range entries {
+		if err := fn(e.Key()[len(prefix):], e); err != nil {
+			return fmt.Errorf("%s: %w", e.Key(), err)
 		}
 	}
 	return nil

@@ -12,8 +12,9 @@
 //
 // Everything the core must remember from one call to the next is in the
 // allocations it wrote: Replaces marks a start-before-stop surge, UpdatedAt
-// an in-place update that has not proved healthy yet. There is no other
-// memory, so a new scheduler leader picks up exactly where the old one left.
+// a rollout's update (in place or by surge) that has not proved healthy
+// yet. There is no other memory, so a new scheduler leader picks up
+// exactly where the old one left.
 //
 // One call, per job (Nomad's reconciler, in small steps):
 //
@@ -26,8 +27,11 @@
 //  3. apply (core_apply.go): Keep, Place, Move and Stop become allocations;
 //     a Move starts the new instance before the old one stops, a singleton
 //     leader waits for a healthy successor;
-//  4. roll out (core_rollout.go): bump the next batch of outdated
-//     allocations to the job's version once the previous batch is healthy;
+//  4. roll out (core_rollout.go): once the previous batch is healthy,
+//     update the next batch of outdated allocations: a replicas job's
+//     start before they stop, as surges on free nodes that placement
+//     finds (surgeNodes, core_place.go), the rest in place (their Version
+//     is bumped to the job's);
 //  5. report (core_progress.go).
 package scheduler
 
@@ -67,14 +71,17 @@ type Alloc struct {
 	// the same job this one replaces. The replaced allocation is kept until
 	// this one is healthy (start-before-stop).
 	Replaces string `json:"replaces,omitempty"`
-	// UpdatedAt is set when Reconcile bumps Version in place (a rolling
-	// update) and cleared once the instance proved healthy at that version.
-	// While set it is when the update started, the start of the update's
+	// UpdatedAt is set when a rolling update bumps Version in place, or
+	// creates a surge to replace an outdated instance of a replicas job,
+	// and cleared once the instance proved healthy at that version. While
+	// set it is when the update started, the start of the update's
 	// HealthyDeadline. The report's Since cannot serve: until the agent has
 	// restarted the instance it still reports the old version, whose Since
-	// says nothing about the update. Allocations created at the job's
-	// version leave it zero, which is also how a rollout's own instances
-	// are told from instances that merely run the new version.
+	// says nothing about the update (and a surge has no report at all until
+	// its agent started it). Other allocations created at the job's version
+	// (placements, moves, failovers) leave it zero, which is also how a
+	// rollout's own instances are told from instances that merely run the
+	// new version.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
@@ -170,6 +177,8 @@ func Reconcile(in Input) Output {
 	}
 
 	plan, rejected, err := place(planned, nodes)
+	var applied []*jobWork
+	var plans []placement.AppPlan
 	for _, w := range planned {
 		reason := rejected[w.job.Name]
 		if err != nil {
@@ -185,10 +194,23 @@ func Reconcile(in Input) Output {
 		}
 		ap, _ := plan.App(w.job.Name)
 		w.apply(ap, live)
-		w.rollOut()
+		applied = append(applied, w)
+		plans = append(plans, ap)
+	}
+	batches := make([][]*slot, len(applied))
+	for i, w := range applied {
+		batches[i] = w.nextBatch()
+	}
+	free := surgeNodes(applied, batches, nodes)
+	for i, w := range applied {
+		var f []string
+		if free != nil {
+			f = free[i]
+		}
+		w.rollOut(batches[i], f)
 		out.Allocs = append(out.Allocs, w.allocs()...)
-		out.Plans[w.job.Name] = ap
-		out.Jobs[w.job.Name] = w.progress(ap)
+		out.Plans[w.job.Name] = plans[i]
+		out.Jobs[w.job.Name] = w.progress(plans[i])
 	}
 	slices.SortFunc(out.Allocs, compareAllocs)
 	return out

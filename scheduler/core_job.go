@@ -155,8 +155,11 @@ func (w *jobWork) finishSurges() {
 }
 
 // checkRollout finds out whether the rollout to the job's version failed:
-// an instance updated in place (UpdatedAt still set, so not yet proved
-// healthy) failed, or did not become healthy within the deadline. The
+// an instance it updated (UpdatedAt still set, so not yet proved healthy),
+// in place or by a surge, failed, or did not become healthy within the
+// deadline, counted from UpdatedAt (for a surge, from its creation). A
+// failed surge stays beside its source, which keeps running the old
+// version: placement sees the pair as one instance, as for any surge. The
 // finding is derived anew on every call from that evidence and lasts as
 // long as it does: a new job version updates the failed instance again
 // (and restarts the rollout); an instance that turns healthy late lets the
@@ -196,9 +199,9 @@ func (w *jobWork) checkRollout() {
 // Only apps with a count fail over: a singleton, spread or ring app already
 // has an instance on every feasible node, so there is no other node to go
 // to; the failed instance stays, visible, and a singleton's election
-// promotes another candidate. Failed in-place updates do not fail over
-// either: they are the evidence of a failed rollout (see checkRollout), and
-// moving the new version on would only spread it.
+// promotes another candidate. Failed updates (in place or by surge) do not
+// fail over either: they are the evidence of a failed rollout (see
+// checkRollout), and moving the new version on would only spread it.
 func (w *jobWork) excludeFailed() {
 	if w.app.Mode != placement.ModeReplicas && w.app.Count == 0 {
 		return

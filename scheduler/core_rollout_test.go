@@ -66,7 +66,7 @@ func TestRollOut(t *testing.T) {
 			w := newWork(tt.job, now, tt.allocs, tt.states...)
 			w.policy.maxParallel = tt.maxParallel
 			w.linkSurges()
-			w.rollOut()
+			w.rollOut(w.nextBatch(), nil)
 			if got := bumpedNodes(w); !slices.Equal(got, tt.want) {
 				t.Errorf("bumped %v, want %v", got, tt.want)
 			}
@@ -82,7 +82,7 @@ func TestRollOut(t *testing.T) {
 func TestRollOutHalted(t *testing.T) {
 	w := newWork(replicasJob("x", 2, 2), t0, []Alloc{alloc("x", "n1", 1), alloc("x", "n2", 1)})
 	w.rolloutFailure = "halted"
-	w.rollOut()
+	w.rollOut(w.nextBatch(), nil)
 	if got := bumpedNodes(w); len(got) > 0 {
 		t.Errorf("a halted rollout bumped %v", got)
 	}
@@ -91,7 +91,7 @@ func TestRollOutHalted(t *testing.T) {
 func TestRollOutSkipsLeaving(t *testing.T) {
 	w := newWork(singletonJob("x", 2), t0, []Alloc{alloc("x", "n1", 1), alloc("x", "n2", 1)})
 	w.slots[0].fate = fateLeaving
-	w.rollOut()
+	w.rollOut(w.nextBatch(), nil)
 	if got := bumpedNodes(w); !slices.Equal(got, []string{"n2"}) {
 		t.Errorf("bumped %v, want only the allocation that stays", got)
 	}

@@ -460,7 +460,8 @@ func TestSimRollingUpdateSingleton(t *testing.T) {
 
 // TestSimFailedUpdateHalts: the new version fails on the first instance
 // updated, so the rollout stops there and says why; a fixed version then
-// rolls out, the failed instance first.
+// rolls out, the failed instance first. With a free node the update is a
+// surge, so all four old instances keep running beside the failed one.
 func TestSimFailedUpdateHalts(t *testing.T) {
 	job := replicasJob("api", 1, 4)
 	c := newSim(t, liveNodes(5), job)
@@ -484,8 +485,8 @@ func TestSimFailedUpdateHalts(t *testing.T) {
 	if p.Failed == "" || p.Updating || p.Complete {
 		t.Errorf("progress %+v, want a failed, halted rollout", p)
 	}
-	if c.count("api", isRunning) != 3 {
-		t.Errorf("the other instances must keep running the old version")
+	if n := c.count("api", func(_ string, i *simInstance) bool { return i.version == 1 && i.state == StateRunning }); n != 4 {
+		t.Errorf("%d instances running the old version, want all 4: the failed surge's source stays", n)
 	}
 
 	job.Version = 3
@@ -495,6 +496,9 @@ func TestSimFailedUpdateHalts(t *testing.T) {
 		if a.Version != 3 {
 			t.Errorf("%v not updated to the fixed version", a)
 		}
+	}
+	if len(c.allocs) != 4 {
+		t.Errorf("allocs %v, want 4", c.allocs)
 	}
 }
 

@@ -410,6 +410,26 @@ func TestRingJob(t *testing.T) {
 	c.mustGCL(0, "app", "rebalance", "cache")
 }
 
+// With a free node, a pool update starts each new instance before it
+// stops an old one: never fewer than count answer.
+func TestSurgeUpdate(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	base := freePortBase(t)
+	dir := t.TempDir()
+	c.mustGCL(0, "job", "run", webJob(t, dir, "pool", "replicas", 2, base, "v1"))
+	c.eventually(10*time.Second, "two servers", func() bool { return len(answering(base, 3)) == 2 })
+	smp := startSampling(base, 3)
+	c.mustGCL(0, "job", "run", webJob(t, dir, "pool", "replicas", 2, base, "v2"))
+	smp.stop()
+	if smp.min < 2 {
+		t.Fatalf("surge update of a pool of 2: only %d answered at one point (%d samples)", smp.min, smp.samples)
+	}
+	c.eventually(10*time.Second, "two servers at v2", func() bool {
+		a := answering(base, 3)
+		return len(a) == 2 && strings.HasSuffix(a[0], " v2") && strings.HasSuffix(a[1], " v2")
+	})
+}
+
 // withService adds a checked service to a job file written by webJob.
 func withService(t *testing.T, path string, port int, check string) {
 	t.Helper()
