@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ozanturksever/go-cluster/state"
 )
@@ -53,7 +54,11 @@ type Application struct {
 	// Features of later issues, recorded so Run can refuse them clearly.
 	sqlitePath     string
 	vipCIDR, vipIf string
+	vipARPCount    int
+	vipARPInterval time.Duration
+	vip            *appVIP // while registered on a platform; see preflight
 	backend        *Backend
+	unit           *appBackend // while registered on a platform; see preflight
 	ringPartitions int
 
 	optErr     error
@@ -149,17 +154,31 @@ func VIP(cidr, iface string) Option {
 // WithVIP is seed 001's name for VIP.
 func WithVIP(cidr, iface string) Option { return VIP(cidr, iface) }
 
-// Backend is a service that runs where the app is active.
-type Backend struct {
-	Kind string // "systemd"
-	Unit string
+// VIPAnnouncements sets how many gratuitous ARPs (unsolicited neighbour
+// advertisements for IPv6) announce the VIP when it moves here, and how
+// far apart (default 3, 200ms): more than one, as a single frame can be
+// lost while switches relearn.
+func VIPAnnouncements(count int, interval time.Duration) Option {
+	return func(a *Application) {
+		if count < 0 || interval < 0 {
+			a.setErr(fmt.Errorf("%w: VIPAnnouncements(%d, %v)", ErrInvalidOption, count, interval))
+			return
+		}
+		a.vipARPCount, a.vipARPInterval = count, interval
+	}
 }
 
-// Systemd is a systemd unit started where the app is active.
-func Systemd(unit string) *Backend { return &Backend{Kind: "systemd", Unit: unit} }
-
-// WithBackend starts the backend where the app is active and stops it elsewhere.
-func WithBackend(b *Backend) Option { return func(a *Application) { a.backend = b } }
+// WithBackend starts the backend where the app is active and stops it
+// elsewhere (see backend.go).
+func WithBackend(b *Backend) Option {
+	return func(a *Application) {
+		if b == nil {
+			a.setErr(fmt.Errorf("%w: WithBackend(nil)", ErrInvalidOption))
+			return
+		}
+		a.backend = b
+	}
+}
 
 // Ring partitions the app's key space into n partitions owned by its
 // active instances (with Spread: every node that runs the app). Every node
@@ -182,10 +201,6 @@ func (a *Application) unavailable() error {
 	switch {
 	case a.sqlitePath != "":
 		return fmt.Errorf("app %s: SQLite WAL replication (WithSQLite %q): %w", a.name, a.sqlitePath, ErrNotAvailableYet)
-	case a.vipCIDR != "":
-		return fmt.Errorf("app %s: VIP %s on %s: %w", a.name, a.vipCIDR, a.vipIf, ErrNotAvailableYet)
-	case a.backend != nil:
-		return fmt.Errorf("app %s: %s backend %q: %w", a.name, a.backend.Kind, a.backend.Unit, ErrNotAvailableYet)
 	}
 	return nil
 }

@@ -61,19 +61,23 @@ func (s *activity) waitOff(ctx context.Context) error {
 }
 
 // step is one stage of becoming active. Steps run in order on the way up
-// and in reverse on the way down; later issues insert theirs here:
+// and in reverse on the way down:
 //
 //  1. away: mark the app active here, stop local apps kept away from it
 //  2. replication: final WAL catch-up, promote the replica   (issue 7)
-//  3. vip: add the virtual IP, announce it                   (issue 6)
-//  4. backend: start the systemd unit or process             (issue 6)
-//  5. hooks: OnActive, OnStart                               / OnStop
+//  3. vip: add the virtual IP, announce it (vip.go)          / remove it
+//  4. backend: start the systemd unit (backend.go)           / stop it
+//  5. hooks: OnActive, OnStart                               / OnStop, OnPassive
 //  6. ring: join the ring, own partitions as assigned         / release all, leave
 //  7. calls: answer leader and any-instance calls
 //  8. services: publish service records
 //
-// The active marker (for AwayFromApp) is written by the first step, so that
-// it covers everything the instance does.
+// So a leader's app finds its address and its service in place when
+// OnActive runs, and still has them while OnPassive runs. A step that fails
+// undoes it and the steps before it; the term then ends (the lease is
+// released), so a node never stays leader with nothing running. The active
+// marker (for AwayFromApp) is written by the first step, so that it covers
+// everything the instance does.
 type step struct {
 	name string
 	up   func(ctx context.Context, epoch uint64) error
@@ -81,10 +85,39 @@ type step struct {
 }
 
 func (p *Platform) steps(a *Application) []step {
+	a.mu.Lock()
+	vip, unit := a.vip, a.unit
+	a.mu.Unlock()
 	return []step{
 		{name: "away",
 			up:   func(ctx context.Context, _ uint64) error { return p.claimNode(ctx, a) },
 			down: func(ctx context.Context) error { return p.unclaimNode(ctx, a) }},
+		{name: "vip",
+			up: func(ctx context.Context, epoch uint64) error {
+				if vip == nil {
+					return nil
+				}
+				return vip.up(ctx, epoch)
+			},
+			down: func(ctx context.Context) error {
+				if vip == nil {
+					return nil
+				}
+				return vip.down(ctx)
+			}},
+		{name: "backend",
+			up: func(ctx context.Context, epoch uint64) error {
+				if unit == nil {
+					return nil
+				}
+				return unit.up(ctx, epoch)
+			},
+			down: func(ctx context.Context) error {
+				if unit == nil {
+					return nil
+				}
+				return unit.down(ctx)
+			}},
 		{name: "hooks",
 			up: func(ctx context.Context, _ uint64) error {
 				if err := runHooks(ctx, a, "OnActive", a.hooks(&a.onActive)); err != nil {
@@ -92,7 +125,16 @@ func (p *Platform) steps(a *Application) []step {
 				}
 				return runHooks(ctx, a, "OnStart", a.hooks(&a.onStart))
 			},
-			down: func(ctx context.Context) error { return runHooks(ctx, a, "OnStop", a.hooks(&a.onStop)) }},
+			down: func(ctx context.Context) error {
+				// OnPassive before the backend stops and the VIP goes: the
+				// app hears it is no longer the leader while its resources
+				// are still in place (drain connections, say).
+				err := runHooks(ctx, a, "OnStop", a.hooks(&a.onStop))
+				if a.mode == ModeSingleton {
+					err = errors.Join(err, runHooks(ctx, a, "OnPassive", a.hooks(&a.onPassive)))
+				}
+				return err
+			}},
 		{name: "ring",
 			up: func(ctx context.Context, _ uint64) error {
 				if a.ringPartitions == 0 {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ozanturksever/go-cluster/election"
+	"github.com/ozanturksever/go-cluster/executor/systemd"
 )
 
 // PlatformOption configures NewPlatform.
@@ -28,6 +29,8 @@ type platformConfig struct {
 	presenceTTL           time.Duration
 	hookTimeout           time.Duration
 	replicas              int
+	stateDir              string
+	systemdOpts           []systemd.Option
 	logger                *slog.Logger
 	err                   error
 }
@@ -126,6 +129,12 @@ func AsAgent(httpAddr string) PlatformOption {
 func WithLeaseRenewObserver(observe func(app string, d time.Duration)) PlatformOption {
 	return func(c *platformConfig) { c.renewObserver = observe }
 }
+
+// WithStateDir sets the directory where this node keeps what must outlive
+// its process: the VIPs it holds, so that the next process removes those a
+// crashed one left. Default: go-cluster/PLATFORM/NODE under the system's
+// temporary directory. The gcl agent uses its data directory.
+func WithStateDir(dir string) PlatformOption { return func(c *platformConfig) { c.stateDir = dir } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) PlatformOption { return func(c *platformConfig) { c.logger = l } }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ozanturksever/go-cluster/election"
+	"github.com/ozanturksever/go-cluster/executor/systemd"
 	"github.com/ozanturksever/go-cluster/state"
 )
 
@@ -60,6 +63,12 @@ type Platform struct {
 	// answering counts calls being answered; see stopAnswering.
 	answering sync.WaitGroup
 
+	// vipRecords lists the VIPs this node holds (see vip.go).
+	vipRecords *vipRecordFile
+	// systemd is the connection backends use, dialled on first use.
+	systemdMu sync.Mutex
+	systemd   *systemd.Manager
+
 	// claimMu orders the AwayFromApp claims of local apps (claimNode).
 	claimMu sync.Mutex
 
@@ -100,6 +109,11 @@ func NewPlatform(name, nodeID, natsURL string, opts ...PlatformOption) (*Platfor
 		ringViews: map[string]*ringView{},
 		log:       cfg.logger.With("platform", name, "node", nodeID),
 	}
+	stateDir := cfg.stateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(os.TempDir(), "go-cluster", name, nodeID)
+	}
+	p.vipRecords = &vipRecordFile{path: filepath.Join(stateDir, "vips.json")}
 	p.rootCtx, p.rootCancel = context.WithCancel(context.Background())
 	p.initErr = p.connect(natsURL)
 	if p.initErr != nil {
@@ -343,6 +357,11 @@ func (p *Platform) forget(a *Application) {
 	a.mu.Lock()
 	a.platform = nil
 	a.runner = nil
+	if a.vip != nil {
+		a.vip.close()
+		a.vip = nil
+	}
+	a.unit = nil
 	a.mu.Unlock()
 }
 
@@ -354,6 +373,25 @@ func (p *Platform) preflight(ctx context.Context, a *Application) error {
 	}
 	if err == nil && a.ringPartitions > 0 {
 		err = p.checkRingPartitions(ctx, a)
+	}
+	if err == nil && a.backend != nil {
+		var b *appBackend
+		if b, err = p.newAppBackend(ctx, a); err == nil {
+			a.mu.Lock()
+			a.unit = b
+			a.mu.Unlock()
+		}
+	}
+	if err == nil && a.vipCIDR != "" {
+		var v *appVIP
+		if v, err = p.newAppVIP(a); err == nil {
+			a.mu.Lock()
+			if a.vip != nil {
+				a.vip.close()
+			}
+			a.vip = v
+			a.mu.Unlock()
+		}
 	}
 	return err
 }
@@ -404,6 +442,11 @@ func (p *Platform) Run(ctx context.Context) error {
 			p.log.Error("cannot run", "app", a.name, "err", err)
 			return err
 		}
+	}
+	if err := p.removeRecordedVIPs(ctx); err != nil {
+		// Campaign anyway: the stale address's lifetime removes it, and
+		// keeping every app down for it would be worse.
+		p.log.Error("could not remove VIPs left by a previous process", "err", err)
 	}
 
 	if err := p.join(ctx); err != nil {
@@ -493,6 +536,7 @@ func (p *Platform) Close() error {
 	p.mu.Unlock()
 	defaultPlatform.CompareAndSwap(p, nil)
 	p.rootCancel()
+	p.closeSystemd()
 	if p.nc != nil && p.nc.IsConnected() {
 		p.stopAnswering(2 * time.Second)
 	}

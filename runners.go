@@ -35,7 +35,7 @@ func newLeaseRunner(p *Platform, a *Application, keys []string) (*leaseRunner, e
 			Node: p.node, Instance: p.instance,
 			Timing: p.cfg.timing, Liveness: p.prober,
 			Logger:  p.log.With("app", a.name),
-			OnRenew: p.renewObserver(a.name),
+			OnRenew: p.onRenew(a),
 		})
 		if err != nil {
 			return nil, err
@@ -99,8 +99,8 @@ func (r *leaseRunner) serve(i int, term *election.Term) {
 	stop()
 	cancel()
 	if err != nil {
+		// activate undid what it did, OnPassive included if OnActive ran.
 		r.p.log.Error("could not become active; stepping down", "app", r.a.name, "epoch", term.Epoch, "err", err)
-		r.passive(context.Background())
 		return
 	}
 	r.serving.Store(true)
@@ -110,17 +110,7 @@ func (r *leaseRunner) serve(i int, term *election.Term) {
 	sctx, scancel := r.p.stopContext(election.Graceful(term.Err()), term.Deadline())
 	defer scancel()
 	_ = r.p.deactivate(sctx, r.a)
-	r.passive(sctx)
 	r.p.log.Info("passive", "app", r.a.name, "epoch", term.Epoch, "reason", term.Err())
-}
-
-func (r *leaseRunner) passive(ctx context.Context) {
-	if r.a.mode != ModeSingleton {
-		return
-	}
-	if err := runHooks(ctx, r.a, "OnPassive", r.a.hooks(&r.a.onPassive)); err != nil {
-		r.p.log.Warn("OnPassive hook failed", "app", r.a.name, "err", err)
-	}
 }
 
 func (r *leaseRunner) setOthersEligible(except int, ok bool) {
@@ -326,11 +316,20 @@ func (p *Platform) watchAway(ctx context.Context, a *Application, r appRunner) {
 	}
 }
 
-// renewObserver adapts the platform's renewal observer to one app.
-func (p *Platform) renewObserver(app string) func(time.Duration) {
+// onRenew is what each successful lease renewal of app does: tell the
+// platform's observer (metrics) and extend the VIP's lifetime. It runs in
+// the lease's renewal loop, so nothing in it may block.
+func (p *Platform) onRenew(a *Application) func(time.Duration) {
 	observe := p.cfg.renewObserver
-	if observe == nil {
-		return nil
+	a.mu.Lock()
+	v := a.vip // set by preflight, before the runner is made
+	a.mu.Unlock()
+	return func(d time.Duration) {
+		if observe != nil {
+			observe(a.name, d)
+		}
+		if v != nil {
+			v.renewed()
+		}
 	}
-	return func(d time.Duration) { observe(app, d) }
 }

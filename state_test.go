@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ozanturksever/go-cluster/network/vip"
 )
 
 func TestKV(t *testing.T) {
@@ -310,7 +312,7 @@ func TestBadInput(t *testing.T) {
 
 func TestLaterIssueFeaturesRefuseToRun(t *testing.T) {
 	url := startNATS(t)
-	for _, opt := range []Option{WithSQLite("/tmp/x.db"), VIP("10.0.1.100/24", "eth0"), WithBackend(Systemd("postgres"))} {
+	for _, opt := range []Option{WithSQLite("/tmp/x.db")} {
 		p, err := NewPlatform("p", "n1", url)
 		if err != nil {
 			t.Fatal(err)
@@ -320,5 +322,39 @@ func TestLaterIssueFeaturesRefuseToRun(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 		p.Close()
+	}
+}
+
+// A VIP that cannot work is refused by Run before anything starts, with
+// the reason.
+func TestBadVIPRefusedAtRun(t *testing.T) {
+	url := startNATS(t)
+	if err := NewApp("db", VIP("198.18.0.100/24", "lo"), VIPAnnouncements(-1, 0)).optErr; !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("VIPAnnouncements(-1, 0): %v", err)
+	}
+	for _, tt := range []struct {
+		name string
+		app  *Application
+		want error
+	}{
+		{"not a prefix", NewApp("db", Singleton(), VIP("10.0.1.100", "lo")), ErrInvalidOption},
+		{"pool", NewApp("db", Replicas(2), VIP("198.18.0.100/24", "lo")), ErrInvalidOption},
+		{"no such interface", NewApp("db", Singleton(), VIP("198.18.0.100/24", "nosuchif0")), vip.ErrNoInterface},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlatform("p", "n1", url, WithStateDir(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if err := p.Register(tt.app); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := p.Run(ctx); !errors.Is(err, tt.want) {
+				t.Errorf("Run: %v, want %v", err, tt.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,267 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ozanturksever/go-cluster/network/vip"
+)
+
+// This file moves an app's virtual IP with its leadership: the "vip" step
+// of becoming active (lifecycle.go). The address carries a finite valid
+// lifetime that every lease renewal extends, so an address left behind by
+// a process that died (SIGKILL, power loss of the agent only) expires on
+// its own within vipLifetime; and every address this node added is written
+// to a record file, so that the next process on the node removes what its
+// predecessor left before it campaigns (removeRecordedVIPs).
+
+// Event kinds of node resources.
+const (
+	EventVIPAdded       = "vip.added"
+	EventVIPAddFailed   = "vip.add_failed"
+	EventVIPRemoved     = "vip.removed"
+	EventVIPReclaimed   = "vip.reclaimed" // the address vanished while active and was added again
+	EventVIPStaleRemove = "vip.stale_removed"
+)
+
+// vipLifetime is the valid lifetime of a leader's VIP: the lease TTL plus
+// a second, so that renewals at the lease's pace keep it alive with room
+// to spare, and a dead holder's address goes about when its lease does.
+// The kernel counts whole seconds; vip rounds up.
+func vipLifetime(ttl time.Duration) time.Duration { return ttl + time.Second }
+
+// appVIP is the VIP of one app on this node.
+type appVIP struct {
+	p   *Platform
+	a   *Application
+	vip *vip.VIP
+
+	mu    sync.Mutex
+	renew chan struct{} // non-nil while held: a renewal is due
+	done  chan struct{} // closed when the renewal loop ended
+}
+
+// newAppVIP validates the app's VIP settings and opens the netlink handle.
+// Only a singleton may have a VIP: an address has one holder.
+func (p *Platform) newAppVIP(a *Application) (*appVIP, error) {
+	if a.mode != ModeSingleton {
+		return nil, fmt.Errorf("%w: app %s: a VIP needs Singleton(), not %s", ErrInvalidOption, a.name, a.mode)
+	}
+	prefix, err := netip.ParsePrefix(a.vipCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("%w: app %s: VIP %q is not an address with a prefix length like 10.0.1.100/24: %v", ErrInvalidOption, a.name, a.vipCIDR, err)
+	}
+	v, err := vip.New(vip.Config{
+		Address:       prefix,
+		Interface:     a.vipIf,
+		ARPCount:      a.vipARPCount,
+		ARPInterval:   a.vipARPInterval,
+		ValidLifetime: vipLifetime(p.cfg.timing.TTL),
+		Logger:        p.log.With("app", a.name, "vip", prefix.String()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app %s: VIP %s: %w", a.name, a.vipCIDR, err)
+	}
+	return &appVIP{p: p, a: a, vip: v}, nil
+}
+
+// up adds the address, announces it, records it and starts renewing it
+// with the lease.
+func (v *appVIP) up(ctx context.Context, epoch uint64) error {
+	// Recorded first: a crash between adding and recording must not leave
+	// an address the next process does not know about.
+	if err := v.p.vipRecords.add(v.a.name, v.vip.Address(), v.vip.Interface()); err != nil {
+		return err
+	}
+	if err := v.vip.Add(ctx); err != nil {
+		v.p.emit(Event{App: v.a.name, Kind: EventVIPAddFailed, Version: epoch, Message: v.vip.Address(), Error: err.Error()})
+		return err
+	}
+	v.p.emit(Event{App: v.a.name, Kind: EventVIPAdded, Version: epoch, Message: v.vip.Address() + " on " + v.vip.Interface()})
+	v.mu.Lock()
+	v.renew, v.done = make(chan struct{}, 1), make(chan struct{})
+	go v.renewLoop(v.renew, v.done, epoch)
+	v.mu.Unlock()
+	return nil
+}
+
+// renewed is called by the lease after each successful renewal; it must
+// not block, so it only flags a renewal as due.
+func (v *appVIP) renewed() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.renew == nil {
+		return
+	}
+	select {
+	case v.renew <- struct{}{}:
+	default:
+	}
+}
+
+func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch uint64) {
+	defer close(done)
+	for range renew {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := v.vip.Renew(ctx)
+		if errors.Is(err, vip.ErrNotOwned) {
+			// Someone removed the address (an operator, or it expired
+			// because renewals stalled) while we still lead: put it back
+			// and announce it again, since clients may have moved on.
+			v.p.log.Warn("VIP vanished while active; adding it again", "app", v.a.name, "vip", v.vip.Address())
+			err = v.vip.Add(ctx)
+			v.p.emit(Event{App: v.a.name, Kind: EventVIPReclaimed, Version: epoch, Message: v.vip.Address(), Error: errString(err)})
+		}
+		cancel()
+		if err != nil {
+			v.p.log.Warn("VIP renewal failed", "app", v.a.name, "vip", v.vip.Address(), "err", err)
+		}
+	}
+}
+
+// down stops renewing and removes the address. The record goes only once
+// the address is gone, so a failed removal is retried by the next process.
+func (v *appVIP) down(ctx context.Context) error {
+	v.mu.Lock()
+	renew, done := v.renew, v.done
+	v.renew, v.done = nil, nil
+	v.mu.Unlock()
+	if renew != nil {
+		close(renew)
+		<-done
+	}
+	if err := v.vip.Remove(ctx); err != nil {
+		return err
+	}
+	v.p.emit(Event{App: v.a.name, Kind: EventVIPRemoved, Message: v.vip.Address()})
+	return v.p.vipRecords.remove(v.a.name)
+}
+
+func (v *appVIP) close() { _ = v.vip.Close() }
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// vipRecord is an address this node added, as written to the record file.
+type vipRecord struct {
+	Address   string `json:"address"`
+	Interface string `json:"interface"`
+}
+
+// vipRecordFile keeps the VIPs this node holds, by app, in a JSON file
+// under the platform's state directory. It is rewritten whole, through a
+// temporary file and a rename, so a crash leaves the old or the new
+// version, never a torn one.
+type vipRecordFile struct {
+	mu   sync.Mutex
+	path string
+}
+
+func (f *vipRecordFile) load() (map[string]vipRecord, error) {
+	recs := map[string]vipRecord{}
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return recs, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read VIP records: %w", err)
+	}
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return nil, fmt.Errorf("read VIP records %s: %w", f.path, err)
+	}
+	return recs, nil
+}
+
+func (f *vipRecordFile) store(recs map[string]vipRecord) error {
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+		return fmt.Errorf("write VIP records: %w", err)
+	}
+	b, _ := json.Marshal(recs)
+	tmp := f.path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write VIP records: %w", err)
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		return fmt.Errorf("write VIP records: %w", err)
+	}
+	return nil
+}
+
+func (f *vipRecordFile) add(app, address, iface string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	recs, err := f.load()
+	if err != nil {
+		return err
+	}
+	recs[app] = vipRecord{Address: address, Interface: iface}
+	return f.store(recs)
+}
+
+func (f *vipRecordFile) remove(app string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	recs, err := f.load()
+	if err != nil {
+		return err
+	}
+	if _, ok := recs[app]; !ok {
+		return nil
+	}
+	delete(recs, app)
+	return f.store(recs)
+}
+
+// removeRecordedVIPs removes every address a previous process on this node
+// recorded and did not remove (it crashed, or was killed), before this one
+// campaigns: until it wins, this node must not answer on any VIP. The
+// lifetime would remove them too, but only after up to vipLifetime, and
+// a previous process may have run without one.
+func (p *Platform) removeRecordedVIPs(ctx context.Context) error {
+	f := p.vipRecords
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	recs, err := f.load()
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	var errs []error
+	for app, r := range recs {
+		prefix, err := netip.ParsePrefix(r.Address)
+		if err != nil {
+			delete(recs, app) // unreadable: nothing we could remove
+			continue
+		}
+		v, err := vip.New(vip.Config{Address: prefix, Interface: r.Interface, Logger: p.log})
+		if errors.Is(err, vip.ErrNoInterface) {
+			delete(recs, app) // the link went, and its addresses with it
+			continue
+		}
+		if err == nil {
+			err = v.Remove(ctx)
+			_ = v.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove stale VIP %s of app %s: %w", r.Address, app, err))
+			continue
+		}
+		p.log.Info("removed a VIP left by a previous process", "app", app, "vip", r.Address, "interface", r.Interface)
+		p.emit(Event{App: app, Kind: EventVIPStaleRemove, Message: r.Address + " on " + r.Interface})
+		delete(recs, app)
+	}
+	if err := f.store(recs); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
