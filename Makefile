@@ -20,6 +20,8 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./lock ./election
 	$(GO) test -run '^$$' -bench . -benchmem ./placement ./jobspec ./scheduler
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./executor/exec
+	$(GO) test -run '^$$' -bench SystemdHandoff -benchtime 20x .
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./executor/systemd
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

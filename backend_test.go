@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -192,4 +193,76 @@ collect:
 	if actives != 0 {
 		t.Errorf("OnActive ran %d times although the backend never started", actives)
 	}
+}
+
+// BenchmarkSystemdHandoff measures a graceful step-down moving a unit
+// between two nodes (each its own systemd user manager): from the old
+// unit's stop job done (backend.stopped) to the new unit's start job done
+// (backend.started), by the events' clocks (one process, one clock), and
+// from StepDown to the new unit active as the caller sees it.
+func BenchmarkSystemdHandoff(b *testing.B) {
+	url := startNATS(b)
+	var apps []*Application
+	var platforms []*Platform
+	for _, name := range []string{"n1", "n2"} {
+		sd := systemdtest.Start(b)
+		sd.InstallUnit(b, "db.service", sleeperUnit)
+		a := NewApp("db", Singleton(), WithBackend(Systemd("db")))
+		platforms = append(platforms, runPlatform(b, url, "t", name, []*Application{a}, WithSystemdUserManager(sd.PrivateSocket), WithStateDir(b.TempDir())))
+		apps = append(apps, a)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := platforms[0].WatchEvents(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leader := func() int {
+		for i, a := range apps {
+			if a.Election().IsLeader() {
+				return i
+			}
+		}
+		return -1
+	}
+	eventually(b, 10*time.Second, "a leader", func() bool { return leader() >= 0 })
+	var handoffs, seen []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		old := leader()
+		start := time.Now()
+		if err := apps[old].Election().StepDown(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		var stopped, started time.Time
+		for started.IsZero() || stopped.IsZero() {
+			select {
+			case e := <-events:
+				switch {
+				case e.Time.Before(start):
+					// The first leader's start, or a late event of the
+					// previous round.
+				case e.Kind == EventBackendStopped && e.Node == platforms[old].node:
+					stopped = e.Time
+				case e.Kind == EventBackendStarted && e.Node == platforms[1-old].node:
+					started = e.Time
+				}
+			case <-time.After(10 * time.Second):
+				b.Fatal("no handoff within 10s")
+			}
+		}
+		seen = append(seen, time.Since(start))
+		handoffs = append(handoffs, started.Sub(stopped))
+		eventually(b, 10*time.Second, "the new leader", func() bool { l := leader(); return l >= 0 && l != old })
+	}
+	b.StopTimer()
+	slices.Sort(handoffs)
+	slices.Sort(seen)
+	pct := func(d []time.Duration, p float64) float64 {
+		return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(handoffs, 0.5), "handoff-p50-ms")
+	b.ReportMetric(pct(handoffs, 0.99), "handoff-p99-ms")
+	b.ReportMetric(pct(seen, 0.5), "stepdown-to-started-p50-ms")
+	b.ReportMetric(pct(seen, 0.99), "stepdown-to-started-p99-ms")
 }

@@ -115,6 +115,14 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.CAFile != "" || cfg.CertFile != "" {
 		opts = append(opts, cluster.WithTLS(cfg.CAFile, cfg.CertFile, cfg.Key))
 	}
+	// What must outlive the agent (the VIPs it holds) stays with its data.
+	opts = append(opts, cluster.WithStateDir(filepath.Join(cfg.DataDir, "state")))
+	if cfg.SystemdUserSocket != "" {
+		opts = append(opts, cluster.WithSystemdUserManager(cfg.SystemdUserSocket))
+	}
+	if cfg.SystemdBus != "" {
+		opts = append(opts, cluster.WithSystemdBusAddress(cfg.SystemdBus))
+	}
 	if cfg.LeaseTTL > 0 {
 		opts = append(opts, cluster.WithLeaseTTL(cfg.LeaseTTL))
 	}

@@ -40,6 +40,10 @@ type Config struct {
 	Join                  []string // routes of other members, host:port
 	JetStreamReplicas     int      // replicas of new buckets; 3 with 3+ servers, else 1
 
+	// Systemd backends: the system manager unless one of these is set.
+	SystemdUserSocket string // a user manager's private socket
+	SystemdBus        string // a D-Bus bus address
+
 	HTTPAddr string // 127.0.0.1:4646
 	Logger   *slog.Logger
 

@@ -86,9 +86,19 @@ func (in *instance) appFor(spec *jobspec.App) *cluster.Application {
 	}
 	if spec.VIP != nil {
 		opts = append(opts, cluster.VIP(spec.VIP.Address.String(), spec.VIP.Interface))
+		if spec.VIP.ARPCount > 0 {
+			opts = append(opts, cluster.VIPAnnouncements(spec.VIP.ARPCount, 0))
+		}
 	}
 	if b := spec.Backend; b != nil && b.Type == jobspec.BackendSystemd {
-		opts = append(opts, cluster.WithBackend(cluster.Systemd(b.Systemd.Unit)))
+		// A unit that fails while active is restarted as the job's restart
+		// block allows (attempts, delay apart), then the instance steps
+		// down so another node runs it. A unit's own Restart= comes first.
+		var unitOpts []cluster.SystemdOption
+		if r := spec.Restart; r.Attempts > 0 {
+			unitOpts = append(unitOpts, cluster.SystemdRestart(r.Attempts, r.Delay))
+		}
+		opts = append(opts, cluster.WithBackend(cluster.Systemd(b.Systemd.Unit, unitOpts...)))
 	}
 	app := cluster.NewApp(spec.Name, opts...)
 	// Services are published for discovery while the instance is active.

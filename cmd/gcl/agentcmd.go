@@ -47,7 +47,9 @@ node leads to a standby, stops its instances and leaves the cluster.`,
 			&cli.StringFlag{Name: "node", Usage: "node `ID` (default: the host name)"},
 			&cli.StringSliceFlag{Name: "label", Usage: "node label `KEY=VALUE` (repeatable)"},
 			&cli.StringFlag{Name: "advertise", Usage: "`ADDRESS` other nodes use to reach this one"},
-			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` for instance logs and embedded NATS data"},
+			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` for instance logs, embedded NATS data and the VIPs this node holds"},
+			&cli.StringFlag{Name: "systemd-user-socket", Usage: "drive systemd backends through the user manager listening on `PATH` ($XDG_RUNTIME_DIR/systemd/private) instead of the system manager"},
+			&cli.StringFlag{Name: "systemd-bus", Usage: "drive systemd backends through the manager on the D-Bus bus at `ADDRESS`"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:4646", Usage: "HTTP listen `ADDRESS`"},
 			&cli.StringFlag{Name: "nats-host", Value: "127.0.0.1", Usage: "client listen `HOST` of the embedded NATS"},
 			&cli.IntFlag{Name: "nats-port", Value: 4222, Usage: "client `PORT` of the embedded NATS (0: any free port)"},
@@ -84,6 +86,9 @@ type agentFile struct {
 	Advertise string            `hcl:"advertise,optional"`
 	HTTP      string            `hcl:"http,optional"`
 	Creds     string            `hcl:"creds,optional"`
+
+	SystemdUserSocket string `hcl:"systemd_user_socket,optional"`
+	SystemdBus        string `hcl:"systemd_bus,optional"`
 }
 
 func runAgent(c *cli.Context) error {
@@ -106,6 +111,7 @@ func runAgent(c *cli.Context) error {
 		}
 		cfg.Node, cfg.Platform, cfg.DataDir, cfg.URL = f.Node, f.Platform, f.DataDir, f.NATS
 		cfg.Server, cfg.Join, cfg.Labels, cfg.Advertise, cfg.HTTPAddr, cfg.CredsFile = f.Server, f.Join, f.Labels, f.Advertise, f.HTTP, f.Creds
+		cfg.SystemdUserSocket, cfg.SystemdBus = f.SystemdUserSocket, f.SystemdBus
 	}
 	set := func(name string, dst *string) {
 		if c.IsSet(name) || *dst == "" {
@@ -120,6 +126,8 @@ func runAgent(c *cli.Context) error {
 	set("nats", &cfg.URL)
 	set("advertise", &cfg.Advertise)
 	set("http", &cfg.HTTPAddr)
+	set("systemd-user-socket", &cfg.SystemdUserSocket)
+	set("systemd-bus", &cfg.SystemdBus)
 	set("creds", &cfg.CredsFile)
 	set("token", &cfg.Token)
 	set("user", &cfg.User)

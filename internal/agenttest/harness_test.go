@@ -430,3 +430,16 @@ func (s *sampling) stop() {
 	close(s.quit)
 	<-s.done
 }
+
+// appLeader is the app's leader as `gcl app status -json` reports it.
+func (c *testCluster) appLeader(app string) string {
+	c.t.Helper()
+	var st struct {
+		Leader string `json:"leader"`
+	}
+	out := c.mustGCL(0, "app", "status", "-json", app)
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		c.t.Fatalf("app status -json: %v\n%s", err, out)
+	}
+	return st.Leader
+}
