@@ -58,6 +58,9 @@ func (p *Platform) ensureEventsStream(ctx context.Context) error {
 // tools, and must never slow or block what it reports on.
 func (p *Platform) emit(e Event) {
 	e.Time, e.Node = time.Now().UTC(), p.node
+	if observe := p.cfg.eventObserver; observe != nil {
+		observe(e)
+	}
 	b, _ := json.Marshal(e)
 	_ = p.nc.Publish(p.layout.EventSubject(e.App, e.Kind), b)
 }

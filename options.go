@@ -25,6 +25,7 @@ type platformConfig struct {
 	labels                map[string]string
 	agentHTTP             string
 	renewObserver         func(app string, d time.Duration)
+	eventObserver         func(Event)
 	timing                election.Timing
 	presenceTTL           time.Duration
 	hookTimeout           time.Duration
@@ -135,6 +136,13 @@ func WithLeaseRenewObserver(observe func(app string, d time.Duration)) PlatformO
 // crashed one left. Default: go-cluster/PLATFORM/NODE under the system's
 // temporary directory. The gcl agent uses its data directory.
 func WithStateDir(dir string) PlatformOption { return func(c *platformConfig) { c.stateDir = dir } }
+
+// WithEventObserver has observe called with every event this node
+// publishes (see WatchEvents), as it publishes it: for metrics. It must
+// not block.
+func WithEventObserver(observe func(Event)) PlatformOption {
+	return func(c *platformConfig) { c.eventObserver = observe }
+}
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) PlatformOption { return func(c *platformConfig) { c.logger = l } }

@@ -96,6 +96,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cluster.WithLeaseRenewObserver(func(app string, d time.Duration) {
 			a.metrics.renew.WithLabelValues(app).Observe(d.Seconds())
 		}),
+		cluster.WithEventObserver(func(e cluster.Event) {
+			a.metrics.events.WithLabelValues(e.App, e.Kind).Inc()
+		}),
 	}
 	if cfg.Advertise != "" {
 		opts = append(opts, cluster.WithAdvertiseAddr(cfg.Advertise))

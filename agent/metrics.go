@@ -17,6 +17,7 @@ type metrics struct {
 	epoch       *prometheus.GaugeVec     // lease epoch of the job's term on this node
 	activations *prometheus.CounterVec   // times the job became active here (failovers, step-downs, starts)
 	renew       *prometheus.HistogramVec // lease renewal round trips
+	events      *prometheus.CounterVec
 	placements  prometheus.Counter
 	evaluations prometheus.Counter
 	evalSeconds prometheus.Histogram
@@ -44,6 +45,9 @@ func newMetrics() *metrics {
 			Name: "gcl_lease_renew_seconds", Help: "Round trip of successful lease renewals.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
 		}, []string{"app"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gcl_events_total", Help: "Events of this node's instances by kind: VIP added or removed, backend started, stopped or failed, ring moves.",
+		}, []string{"job", "kind"}),
 		placements: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gcl_scheduler_placements_total", Help: "Allocations added by the scheduler while it ran here.",
 		}),
@@ -55,7 +59,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	m.reg.MustRegister(m.instances, m.leader, m.restarts, m.epoch, m.activations, m.renew, m.placements, m.evaluations, m.evalSeconds,
+	m.reg.MustRegister(m.instances, m.leader, m.restarts, m.epoch, m.activations, m.renew, m.events, m.placements, m.evaluations, m.evalSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

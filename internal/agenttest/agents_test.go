@@ -3,7 +3,6 @@ package agenttest
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -222,15 +221,10 @@ func TestAppCommandsAndHTTP(t *testing.T) {
 		"/v1/nodes":    {`"id": "n2"`},
 		"/v1/apps/web": {`"mode": "singleton"`},
 	} {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		body := httpGet(t, "http://"+addr+path)
 		for _, want := range wants {
-			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-				t.Errorf("GET %s: %d, want %q in:\n%s", path, resp.StatusCode, want, body)
+			if !strings.Contains(body, want) {
+				t.Errorf("GET %s: want %q in:\n%s", path, want, body)
 			}
 		}
 	}

@@ -443,3 +443,19 @@ func (c *testCluster) appLeader(app string) string {
 	}
 	return st.Leader
 }
+
+// httpGet returns the body of a GET, failing the test on a transport
+// error or a status other than 200.
+func httpGet(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
+	}
+	return string(body)
+}
