@@ -33,9 +33,24 @@ const (
 
 // vipLifetime is the valid lifetime of a leader's VIP: the lease TTL plus
 // a second, so that renewals at the lease's pace keep it alive with room
-// to spare, and a dead holder's address goes about when its lease does.
-// The kernel counts whole seconds; vip rounds up.
+// to spare. The kernel counts whole seconds; vip rounds up.
+//
+// A dead holder's address outlives the takeover: standbys see a crashed
+// process within a probe interval, long before its address expires. Until
+// it does, both kernels answer ARP requests for the VIP, and a client that
+// asks in that window may keep the dead node's MAC until its neighbour
+// entry times out (tens of seconds). So the new leader announces once
+// more when any address it may have taken over from has surely expired
+// (reannounceAfter).
 func vipLifetime(ttl time.Duration) time.Duration { return ttl + time.Second }
+
+// reannounceAfter is when a new leader announces its VIP again: after the
+// longest a previous holder's address can live (its lifetime, from its
+// last renewal, which was before our takeover), plus the kernel's address
+// expiry, which runs on a timer of about a second.
+func reannounceAfter(ttl time.Duration) time.Duration {
+	return vipLifetime(ttl) + 1500*time.Millisecond
+}
 
 // appVIP is the VIP of one app on this node.
 type appVIP struct {
@@ -87,7 +102,7 @@ func (v *appVIP) up(ctx context.Context, epoch uint64) error {
 	v.p.emit(Event{App: v.a.name, Kind: EventVIPAdded, Version: epoch, Message: v.vip.Address() + " on " + v.vip.Interface()})
 	v.mu.Lock()
 	v.renew, v.done = make(chan struct{}, 1), make(chan struct{})
-	go v.renewLoop(v.renew, v.done, epoch)
+	go v.renewLoop(v.renew, v.done, epoch, reannounceAfter(v.p.cfg.timing.TTL))
 	v.mu.Unlock()
 	return nil
 }
@@ -106,9 +121,26 @@ func (v *appVIP) renewed() {
 	}
 }
 
-func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch uint64) {
+func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch uint64, reannounce time.Duration) {
 	defer close(done)
-	for range renew {
+	again := time.NewTimer(reannounce)
+	defer again.Stop()
+	for {
+		select {
+		case <-again.C:
+			// Add re-sets the address and runs the announcement burst again
+			// (see vipLifetime for why).
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if err := v.vip.Add(ctx); err != nil {
+				v.p.log.Warn("VIP re-announcement failed", "app", v.a.name, "vip", v.vip.Address(), "err", err)
+			}
+			cancel()
+			continue
+		case _, ok := <-renew:
+			if !ok {
+				return
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := v.vip.Renew(ctx)
 		if errors.Is(err, vip.ErrNotOwned) {

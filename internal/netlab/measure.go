@@ -271,27 +271,11 @@ func RunKeepalivedTrials(ctx context.Context, lab *Lab, b KeepalivedBench) (tria
 		}
 
 		wctx, wcancel = within(10*advert + 15*time.Second)
-		first, err := probe.WaitSample(wctx, since, func(s Sample) bool { return s.OK() && s.Answer != old.Label })
-		if err == nil {
-			_, err = probe.WaitSample(wctx, first.At.Add(b.Settle), func(Sample) bool { return true })
-		}
+		t, err := JudgeHandover(wctx, probe, b.Mode, old.Label, since, b.Settle)
 		wcancel()
 		if err != nil {
-			return trials, fmt.Errorf("netlab: trial %d: waiting for the client to reach a new master: %w", n, err)
-		}
-		t := Trial{Mode: b.Mode, From: old.Label, To: first.Answer, Takeover: first.At.Sub(since)}
-		if t.Gap, err = probe.Handover(t.From, t.To, since); err != nil {
 			return trials, fmt.Errorf("netlab: trial %d: %w", n, err)
 		}
-		for _, s := range probe.SamplesSince(since) {
-			if !s.At.Before(first.At) {
-				break
-			}
-			if !s.OK() {
-				t.FailedProbes++
-			}
-		}
-		t.Mixed = probe.Mixed(since)
 		t.MaxHolders, _ = holders.MaxHolders(since)
 		if t.StaleVIP, err = old.Holds(k.VIP()); err != nil {
 			return trials, err
@@ -367,4 +351,34 @@ func RunKeepalivedBench(ctx context.Context, nodes int, b KeepalivedBench) (Keep
 		r.MaxHolders = max(r.MaxHolders, t.MaxHolders)
 	}
 	return r, err
+}
+
+// JudgeHandover waits for the client's first answer from a node other than
+// from after since (the failure was injected at since), then for the
+// settle window, and fills in what the probe alone tells of the trial:
+// who answered, the takeover and the gap (see Trial), the failed probes
+// before the switch and whether answers were mixed. Holder counts and the
+// stale VIP are the caller's to add.
+func JudgeHandover(ctx context.Context, probe *Probe, mode FailMode, from string, since time.Time, settle time.Duration) (Trial, error) {
+	first, err := probe.WaitSample(ctx, since, func(s Sample) bool { return s.OK() && s.Answer != from })
+	if err == nil {
+		_, err = probe.WaitSample(ctx, first.At.Add(settle), func(Sample) bool { return true })
+	}
+	if err != nil {
+		return Trial{}, fmt.Errorf("%s of %s: waiting for the client to reach another node: %w", mode, from, err)
+	}
+	t := Trial{Mode: mode, From: from, To: first.Answer, Takeover: first.At.Sub(since)}
+	if t.Gap, err = probe.Handover(t.From, t.To, since); err != nil {
+		return t, fmt.Errorf("%s of %s: %w", mode, from, err)
+	}
+	for _, s := range probe.SamplesSince(since) {
+		if !s.At.Before(first.At) {
+			break
+		}
+		if !s.OK() {
+			t.FailedProbes++
+		}
+	}
+	t.Mixed = probe.Mixed(since)
+	return t, nil
 }
