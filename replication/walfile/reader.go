@@ -7,8 +7,13 @@ import (
 	"io"
 )
 
-// readChunk is how much the Reader asks of the file at once.
-const readChunk = 1 << 20
+// readChunk is the most the Reader asks of the file at once; minAhead
+// the frames it asks for first.
+const (
+	readChunk  = 1 << 20
+	minAhead   = 4
+	maxScratch = 16 << 20
+)
 
 // Reader returns the committed transactions of one WAL generation, one at
 // a time, from a Position on. It trusts nothing it reads: a frame belongs
@@ -38,14 +43,19 @@ type Reader struct {
 	// start on every call: when a commit frame turns up after it, the whole
 	// transaction is read and verified again from pos, so the hint cannot
 	// make Next return anything a fresh Reader would not.
-	hintOK  bool
-	hintOff int64
-	hintCk  Checksum
+	hintOK    bool
+	hintOff   int64
+	hintCk    Checksum
+	hintFirst [FrameHeaderSize]byte // the header of the frame at pos then
 
 	// Read-ahead of file bytes [cacheOff, cacheOff+len(cache)).
 	cache    []byte
 	cacheOff int64
 	cacheBuf []byte
+	ahead    int64 // frames the next fill asks for: grows while reads pay
+
+	scratch []byte      // pages of the transaction being read
+	metas   [][2]uint32 // their page numbers and commit sizes
 }
 
 // NewReader returns a Reader of the generation headed by h in r, whose
@@ -107,13 +117,19 @@ func (r *Reader) frame(off int64) (b []byte, readAhead bool, err error) {
 // fill reads from off into the read-ahead buffer.
 func (r *Reader) fill(off int64) ([]byte, bool, error) {
 	r.cache = r.cache[:0]
-	want := min(max(readChunk/r.fs, 1)*r.fs, (r.size-off)/r.fs*r.fs)
+	maxFrames := max(readChunk/r.fs, 1)
+	r.ahead = min(max(r.ahead, minAhead), maxFrames)
+	want := min(r.ahead*r.fs, (r.size-off)/r.fs*r.fs)
 	if want < r.fs {
 		return nil, false, nil
 	}
+	// At the end of a live WAL most of a large read would be stale bytes
+	// (an older generation, a rolled-back tail): start small, and read
+	// more at a time while the frames go on.
+	r.ahead = min(2*r.ahead, maxFrames)
 	if int64(len(r.cacheBuf)) < want {
 		// Grow to what is asked, at least doubling, up to the chunk.
-		n := min(max(want, 2*int64(len(r.cacheBuf))), max(readChunk/r.fs, 1)*r.fs)
+		n := min(max(want, 2*int64(len(r.cacheBuf))), maxFrames*r.fs)
 		r.cacheBuf = make([]byte, n)
 	}
 	n, err := r.r.ReadAt(r.cacheBuf[:want], off)
@@ -177,6 +193,7 @@ func (r *Reader) Next() (Txn, error) {
 	// return io.EOF and the one after it read afresh.
 	if err != nil {
 		r.cache = r.cache[:0]
+		r.ahead = minAhead
 	}
 	return t, err
 }
@@ -196,15 +213,28 @@ func (r *Reader) next() (Txn, error) {
 }
 
 // resume verifies frames after the hint. It reports found when a commit
-// frame follows; it keeps the hint (extended) and reports !found when the
-// tail grew without a commit; it drops the hint when nothing after it
-// verified (the tail may have been rewritten: a rolled-back transaction's
-// frames overwritten by the next one, or a page rewritten in place by
-// SQLite within the transaction), so that Next reads afresh.
+// frame follows. It keeps the hint (extended if the tail grew) and
+// reports !found when the tail grew without a commit, or did not change:
+// the first frame of the tail is the same, and the frame after it is not
+// whole yet (SQLite writes a frame's header and page in two writes). It
+// drops the hint, so that Next reads afresh, when the first frame changed
+// (the frames of a rolled-back transaction overwritten by the next one)
+// or a whole frame after the tail does not continue it (a page of the
+// transaction rewritten in place, whose checksums SQLite computes again
+// when it commits).
 func (r *Reader) resume() (found bool, err error) {
+	var first [FrameHeaderSize]byte
+	n, err := r.r.ReadAt(first[:], r.pos.Offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("walfile: read at %d: %w", r.pos.Offset, err)
+	}
+	if n < len(first) || first != r.hintFirst {
+		r.hintOK = false
+		return false, nil
+	}
 	off, ck := r.hintOff, r.hintCk
 	progressed := false
-	for {
+	for off+r.fs <= r.size {
 		_, nck, _, commit, ok, err := r.valid(off, ck)
 		if err != nil {
 			return false, err
@@ -218,7 +248,7 @@ func (r *Reader) resume() (found bool, err error) {
 			return true, nil
 		}
 	}
-	if !progressed {
+	if !progressed && off+r.fs <= r.size {
 		r.hintOK = false
 		return false, nil
 	}
@@ -226,14 +256,25 @@ func (r *Reader) resume() (found bool, err error) {
 	return false, nil
 }
 
+// Rescan makes the next call of Next read from Position afresh, forgetting
+// what it knows of a transaction in progress. Next does so by itself when
+// it sees that the tail changed; a caller that polls may call Rescan now
+// and then for the case it cannot see (a rolled-back transaction's tail
+// overwritten in place by one that begins with the very same frame).
+func (r *Reader) Rescan() { r.hintOK = false }
+
 // fresh reads and verifies from Position.
 func (r *Reader) fresh() (Txn, error) {
 	ps := int64(r.h.PageSize)
 	off, ck := r.pos.Offset, r.pos.Checksum
-	var (
-		data  []byte
-		metas [][2]uint32
-	)
+	data := r.scratch[:0]
+	metas := r.metas[:0]
+	defer func() {
+		r.scratch, r.metas = data[:0], metas[:0]
+		if cap(r.scratch) > maxScratch {
+			r.scratch, r.metas = nil, nil // do not keep a huge transaction's worth
+		}
+	}()
 	for {
 		b, nck, pgno, commit, ok, err := r.valid(off, ck)
 		if err != nil {
@@ -243,16 +284,23 @@ func (r *Reader) fresh() (Txn, error) {
 		if !ok {
 			break
 		}
+		if len(metas) == 0 {
+			copy(r.hintFirst[:], b[:FrameHeaderSize])
+		}
 		data = append(data, b[FrameHeaderSize:]...)
 		metas = append(metas, [2]uint32{pgno, commit})
 		off, ck = off+r.fs, nck
 		if commit == 0 {
 			continue
 		}
+		// One allocation of the exact size for the pages; the scratch
+		// buffer that gathered them serves the next call.
+		pages := make([]byte, len(data))
+		copy(pages, data)
 		frames := make([]Frame, len(metas))
 		for i, m := range metas {
 			lo := int64(i) * ps
-			frames[i] = Frame{Pgno: m[0], CommitSize: m[1], Data: data[lo : lo+ps : lo+ps]}
+			frames[i] = Frame{Pgno: m[0], CommitSize: m[1], Data: pages[lo : lo+ps : lo+ps]}
 		}
 		t := Txn{
 			Salt:       r.h.Salt,

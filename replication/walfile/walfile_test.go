@@ -527,3 +527,43 @@ func BenchmarkSum(b *testing.B) {
 		ck = walfile.Sum(false, ck, p)
 	}
 }
+
+// TestReaderRewrittenSameFirstFrame: the overwriting transaction begins
+// with the very frame the rolled-back one began with, and commits inside
+// the old tail without the file growing: the Reader cannot see it until
+// Rescan.
+func TestReaderRewrittenSameFirstFrame(t *testing.T) {
+	const ps = 512
+	h := hdr(ps, false, walfile.Salt{S1: 8, S2: 9}).Seal()
+	p1, same := page(ps, 1), page(ps, 2)
+	old := walfile.NewEncoder(h)
+	old.AppendFrame(1, 1, p1)
+	old.AppendFrame(2, 0, same)
+	for i := range 4 {
+		old.AppendFrame(uint32(3+i), 0, page(ps, uint64(10+i)))
+	}
+	img := bytes.Clone(old.Bytes())
+	r, err := walfile.NewReader(bytes.NewReader(img), int64(len(img)), h, h.Start())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(); !errors.Is(err, io.EOF) || r.Pending() == 0 {
+		t.Fatalf("tail: %v, pending %d", err, r.Pending())
+	}
+	nw := walfile.NewEncoder(h)
+	nw.AppendFrame(1, 1, p1)
+	nw.AppendFrame(2, 0, same)
+	nw.AppendFrame(7, 7, page(ps, 99))
+	copy(img, nw.Bytes())
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("before Rescan: %v", err)
+	}
+	r.Rescan()
+	txn, err := r.Next()
+	if err != nil || len(txn.Frames) != 2 || txn.CommitSize != 7 {
+		t.Fatalf("after Rescan: %v, %d frames", err, len(txn.Frames))
+	}
+}
