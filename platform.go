@@ -357,12 +357,40 @@ func (p *Platform) forget(a *Application) {
 	a.mu.Lock()
 	a.platform = nil
 	a.runner = nil
+	a.releaseResourcesLocked()
+	a.mu.Unlock()
+}
+
+// prepareResources checks the app's VIP and backend and makes their
+// handles (netlink, the unit over D-Bus), so that an app whose resources
+// cannot work is refused before it campaigns.
+func (p *Platform) prepareResources(ctx context.Context, a *Application) error {
+	var unit *appBackend
+	var vip *appVIP
+	var err error
+	if a.backend != nil {
+		if unit, err = p.newAppBackend(ctx, a); err != nil {
+			return err
+		}
+	}
+	if a.vipCIDR != "" {
+		if vip, err = p.newAppVIP(a); err != nil {
+			return err
+		}
+	}
+	a.mu.Lock()
+	a.releaseResourcesLocked()
+	a.unit, a.vip = unit, vip
+	a.mu.Unlock()
+	return nil
+}
+
+// releaseResourcesLocked drops the handles prepareResources made.
+func (a *Application) releaseResourcesLocked() {
 	if a.vip != nil {
 		a.vip.close()
-		a.vip = nil
 	}
-	a.unit = nil
-	a.mu.Unlock()
+	a.vip, a.unit = nil, nil
 }
 
 // preflight refuses an app that cannot run, before anything is started.
@@ -374,24 +402,8 @@ func (p *Platform) preflight(ctx context.Context, a *Application) error {
 	if err == nil && a.ringPartitions > 0 {
 		err = p.checkRingPartitions(ctx, a)
 	}
-	if err == nil && a.backend != nil {
-		var b *appBackend
-		if b, err = p.newAppBackend(ctx, a); err == nil {
-			a.mu.Lock()
-			a.unit = b
-			a.mu.Unlock()
-		}
-	}
-	if err == nil && a.vipCIDR != "" {
-		var v *appVIP
-		if v, err = p.newAppVIP(a); err == nil {
-			a.mu.Lock()
-			if a.vip != nil {
-				a.vip.close()
-			}
-			a.vip = v
-			a.mu.Unlock()
-		}
+	if err == nil {
+		err = p.prepareResources(ctx, a)
 	}
 	return err
 }
