@@ -52,14 +52,17 @@ type Application struct {
 	awayFrom []string
 
 	// Features of later issues, recorded so Run can refuse them clearly.
-	sqlitePath     string
-	vipCIDR, vipIf string
-	vipARPCount    int
-	vipARPInterval time.Duration
-	vip            *appVIP // while registered on a platform; see preflight
-	backend        *Backend
-	unit           *appBackend // while registered on a platform; see preflight
-	ringPartitions int
+	sqlitePath      string
+	sqliteSnapEvery time.Duration
+	sqliteSnapKeep  int
+	repl            *appReplication // while registered on a platform; see preflight
+	vipCIDR, vipIf  string
+	vipARPCount     int
+	vipARPInterval  time.Duration
+	vip             *appVIP // while registered on a platform; see preflight
+	backend         *Backend
+	unit            *appBackend // while registered on a platform; see preflight
+	ringPartitions  int
 
 	optErr     error
 	standalone *standaloneConfig
@@ -195,15 +198,6 @@ func Ring(partitions int) Option {
 
 // WithPartitions is seed 001's name for Ring.
 func WithPartitions(n int) Option { return Ring(n) }
-
-// unavailable names the first requested feature whose issue has not landed.
-func (a *Application) unavailable() error {
-	switch {
-	case a.sqlitePath != "":
-		return fmt.Errorf("app %s: SQLite WAL replication (WithSQLite %q): %w", a.name, a.sqlitePath, ErrNotAvailableYet)
-	}
-	return nil
-}
 
 // OnActive runs when this instance becomes the leader (singleton).
 func (a *Application) OnActive(h Hook) {

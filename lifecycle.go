@@ -64,7 +64,9 @@ func (s *activity) waitOff(ctx context.Context) error {
 // and in reverse on the way down:
 //
 //  1. away: mark the app active here, stop local apps kept away from it
-//  2. replication: final WAL catch-up, promote the replica   (issue 7)
+//  2. replication: fence the log, catch up, check and promote the replica,
+//     start shipping (sqlite.go)                           / ship the last
+//     transactions and wait for a standby to apply them (graceful), stop
 //  3. vip: add the virtual IP, announce it (vip.go)          / remove it
 //  4. backend: start the systemd unit (backend.go)           / stop it
 //  5. hooks: OnActive, OnStart                               / OnStop, OnPassive
@@ -86,12 +88,25 @@ type step struct {
 
 func (p *Platform) steps(a *Application) []step {
 	a.mu.Lock()
-	vip, unit := a.vip, a.unit
+	vip, unit, repl := a.vip, a.unit, a.repl
 	a.mu.Unlock()
 	return []step{
 		{name: "away",
 			up:   func(ctx context.Context, _ uint64) error { return p.claimNode(ctx, a) },
 			down: func(ctx context.Context) error { return p.unclaimNode(ctx, a) }},
+		{name: "replication",
+			up: func(ctx context.Context, epoch uint64) error {
+				if repl == nil {
+					return nil
+				}
+				return repl.up(ctx, epoch)
+			},
+			down: func(ctx context.Context) error {
+				if repl == nil {
+					return nil
+				}
+				return repl.down(ctx)
+			}},
 		{name: "vip",
 			up: func(ctx context.Context, epoch uint64) error {
 				if vip == nil {

@@ -36,9 +36,13 @@ type Platform struct {
 	leases   jetstream.KeyValue
 	nodes    jetstream.KeyValue
 	services jetstream.KeyValue
-	prober   *state.Prober
-	probeSub *nats.Subscription
-	address  string
+	// replStatus holds the TTL'd replication status of every SQLite
+	// app's instance (replication.go).
+	replStatus jetstream.KeyValue
+	stateDir   string
+	prober     *state.Prober
+	probeSub   *nats.Subscription
+	address    string
 
 	assignments jetstream.KeyValue
 	// rootCtx lives until Close; watches that serve the whole platform
@@ -113,6 +117,7 @@ func NewPlatform(name, nodeID, natsURL string, opts ...PlatformOption) (*Platfor
 	if stateDir == "" {
 		stateDir = filepath.Join(os.TempDir(), "go-cluster", name, nodeID)
 	}
+	p.stateDir = stateDir
 	p.vipRecords = &vipRecordFile{path: filepath.Join(stateDir, "vips.json")}
 	p.rootCtx, p.rootCancel = context.WithCancel(context.Background())
 	p.initErr = p.connect(natsURL)
@@ -174,7 +179,7 @@ func (p *Platform) connect(natsURL string) error {
 	for _, b := range []struct {
 		dst  *jetstream.KeyValue
 		name string
-	}{{&p.nodes, p.layout.NodesBucket()}, {&p.services, p.layout.ServicesBucket()}} {
+	}{{&p.nodes, p.layout.NodesBucket()}, {&p.services, p.layout.ServicesBucket()}, {&p.replStatus, p.layout.ReplicationBucket()}} {
 		if *b.dst, err = state.EnsureKV(ctx, p.js, state.TTLBucketConfig(b.name, p.cfg.replicas)); err != nil {
 			p.nc.Close()
 			return err
@@ -361,26 +366,34 @@ func (p *Platform) forget(a *Application) {
 	a.mu.Unlock()
 }
 
-// prepareResources checks the app's VIP and backend and makes their
-// handles (netlink, the unit over D-Bus), so that an app whose resources
-// cannot work is refused before it campaigns.
+// prepareResources checks the app's VIP, backend and replicated database
+// and makes their handles (netlink, the unit over D-Bus, the replica), so
+// that an app whose resources cannot work is refused before it campaigns.
 func (p *Platform) prepareResources(ctx context.Context, a *Application) error {
 	var unit *appBackend
 	var vip *appVIP
+	var repl *appReplication
 	var err error
-	if a.backend != nil {
-		if unit, err = p.newAppBackend(ctx, a); err != nil {
+	if a.sqlitePath != "" {
+		if repl, err = p.newAppReplication(ctx, a); err != nil {
 			return err
 		}
 	}
-	if a.vipCIDR != "" {
-		if vip, err = p.newAppVIP(a); err != nil {
-			return err
+	if a.backend != nil {
+		unit, err = p.newAppBackend(ctx, a)
+	}
+	if err == nil && a.vipCIDR != "" {
+		vip, err = p.newAppVIP(a)
+	}
+	if err != nil {
+		if repl != nil {
+			repl.close() // its replica directory stays locked otherwise
 		}
+		return err
 	}
 	a.mu.Lock()
 	a.releaseResourcesLocked()
-	a.unit, a.vip = unit, vip
+	a.unit, a.vip, a.repl = unit, vip, repl
 	a.mu.Unlock()
 	return nil
 }
@@ -390,15 +403,15 @@ func (a *Application) releaseResourcesLocked() {
 	if a.vip != nil {
 		a.vip.close()
 	}
-	a.vip, a.unit = nil, nil
+	if a.repl != nil {
+		a.repl.close()
+	}
+	a.vip, a.unit, a.repl = nil, nil, nil
 }
 
 // preflight refuses an app that cannot run, before anything is started.
 func (p *Platform) preflight(ctx context.Context, a *Application) error {
 	err := a.optErr
-	if err == nil {
-		err = a.unavailable()
-	}
 	if err == nil && a.ringPartitions > 0 {
 		err = p.checkRingPartitions(ctx, a)
 	}

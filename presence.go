@@ -171,7 +171,7 @@ func (p *Platform) leave() {
 }
 
 func (p *Platform) bucketFor(name string) jetstream.KeyValue {
-	for _, kv := range []jetstream.KeyValue{p.nodes, p.services} {
+	for _, kv := range []jetstream.KeyValue{p.nodes, p.services, p.replStatus} {
 		if kv.Bucket() == name {
 			return kv
 		}

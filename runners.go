@@ -57,6 +57,14 @@ func (r *leaseRunner) run(ctx context.Context) error {
 		}
 	}
 	go r.p.watchAway(ctx, r.a, r)
+	r.a.mu.Lock()
+	repl := r.a.repl
+	r.a.mu.Unlock()
+	if repl != nil {
+		// The replica follows the log while this node is a standby;
+		// promotion and handoff take it over (replication step).
+		repl.start(ctx)
+	}
 	var wg sync.WaitGroup
 	for i, c := range r.cands {
 		wg.Add(1)
@@ -66,6 +74,12 @@ func (r *leaseRunner) run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if repl != nil {
+		// Every term has ended (handed over or stopped): let go of the
+		// replica, so a platform started again on this state directory
+		// can open it.
+		repl.close()
+	}
 	return nil
 }
 
@@ -107,8 +121,10 @@ func (r *leaseRunner) serve(i int, term *election.Term) {
 	r.p.log.Info("active", "app", r.a.name, "epoch", term.Epoch)
 	<-term.Done()
 	r.serving.Store(false)
-	sctx, scancel := r.p.stopContext(election.Graceful(term.Err()), term.Deadline())
+	graceful := election.Graceful(term.Err())
+	sctx, scancel := r.p.stopContext(graceful, term.Deadline())
 	defer scancel()
+	sctx = withGracefulStop(sctx, graceful)
 	_ = r.p.deactivate(sctx, r.a)
 	r.p.log.Info("passive", "app", r.a.name, "epoch", term.Epoch, "reason", term.Err())
 }

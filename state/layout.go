@@ -159,3 +159,13 @@ func PutTTL(ctx context.Context, js jetstream.JetStream, bucket, key string, val
 	_, err := js.Publish(ctx, "$KV."+bucket+"."+key, value, jetstream.WithMsgTTL(ServerTTL(ttl)))
 	return err
 }
+
+// SQLite replication (package replication): per app, a log stream, a
+// snapshot object store and a request subject; per platform, a bucket of
+// TTL'd status records, one per app and node.
+func (l Layout) WALStream(app string) string            { return "gcl_" + l.Platform + "_wal_" + app }
+func (l Layout) WALSubject(app string) string           { return "gcl." + l.Platform + ".wal." + app }
+func (l Layout) SnapshotBucket(app string) string       { return "gcl_" + l.Platform + "_snap_" + app }
+func (l Layout) ReplicationSubject(app string) string   { return "gcl." + l.Platform + ".repl." + app }
+func (l Layout) ReplicationBucket() string              { return "gcl_" + l.Platform + "_replication" }
+func (l Layout) ReplicationKey(app, node string) string { return app + "." + node }

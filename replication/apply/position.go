@@ -31,6 +31,10 @@ type Applied struct {
 	// from).
 	Seq   uint64
 	Epoch uint64
+	// Cursor is where the log that carries the transactions stands after
+	// the last applied one (a JetStream stream sequence): the place to
+	// read on from. The caller's number; 0 when unknown.
+	Cursor uint64
 	// Position is the leader's WAL position after the last applied
 	// transaction: its salt, the offset of the next frame, and the chain
 	// checksum up to it. Offset 0 means no WAL position is known, offset
@@ -58,6 +62,7 @@ type positionFile struct {
 	Checksum2  uint32 `json:"checksum2"`
 	PageSize   uint32 `json:"page_size"`
 	CommitSize uint32 `json:"commit_size"`
+	Cursor     uint64 `json:"cursor,omitempty"`
 }
 
 const positionVersion = 1
@@ -74,6 +79,7 @@ func (a Applied) file() positionFile {
 		Checksum2:  a.Position.Checksum.S2,
 		PageSize:   a.PageSize,
 		CommitSize: a.CommitSize,
+		Cursor:     a.Cursor,
 	}
 }
 
@@ -88,6 +94,7 @@ func (p positionFile) applied() Applied {
 		},
 		PageSize:   p.PageSize,
 		CommitSize: p.CommitSize,
+		Cursor:     p.Cursor,
 	}
 }
 

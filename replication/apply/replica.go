@@ -201,6 +201,7 @@ func (r *Replica) Apply(t walfile.Txn, seq, epoch uint64) error {
 type Entry struct {
 	Txn        walfile.Txn
 	Seq, Epoch uint64
+	Cursor     uint64 // recorded as Applied.Cursor; 0 keeps the applied one
 }
 
 // ApplyBatch applies consecutive log entries with one data fsync and one
@@ -229,9 +230,14 @@ func (r *Replica) ApplyBatch(entries []Entry) error {
 		if err := check(next, e.Txn, e.Seq, e.Epoch); err != nil {
 			return err
 		}
+		cursor := next.Cursor
+		if e.Cursor != 0 {
+			cursor = e.Cursor
+		}
 		next = Applied{
 			Seq:        e.Seq,
 			Epoch:      e.Epoch,
+			Cursor:     cursor,
 			Position:   walfile.Position{Salt: e.Txn.Salt, Offset: e.Txn.End, Checksum: e.Txn.Post},
 			PageSize:   e.Txn.PageSize,
 			CommitSize: e.Txn.CommitSize,

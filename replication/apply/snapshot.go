@@ -46,6 +46,8 @@ type SnapshotOptions struct {
 // verify it.
 type SnapshotInfo struct {
 	Seq, Epoch uint64
+	// Cursor is the log's position of entry Seq (see Applied.Cursor).
+	Cursor uint64
 	// Position is the WAL position the image corresponds to: the salt of
 	// the WAL generation, the offset after the read transaction's last
 	// valid frame, and the chain checksum up to it (none at offset 32).
@@ -284,6 +286,7 @@ func restoreLocked(dir string, lock *os.File, r io.Reader, info SnapshotInfo, op
 	a := Applied{
 		Seq:        info.Seq,
 		Epoch:      info.Epoch,
+		Cursor:     info.Cursor,
 		Position:   info.Position,
 		PageSize:   info.PageSize,
 		CommitSize: info.PageCount,

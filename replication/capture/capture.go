@@ -907,37 +907,51 @@ func checkpoint(ctx context.Context, conn *sql.Conn) (CheckpointResult, error) {
 }
 
 // Snapshot writes a consistent copy of the database to the file dst
-// (created or overwritten) and positions the Capturer at the state it
-// holds: the transactions Next returns after it apply on top of the copy.
-// It also clears ErrLostContinuity. The copy is made with SQLite's backup
-// API through the pinned read transaction, after a barrier has read the
-// WAL to its end and moved the pin there, so the app's writers wait only
-// for the barrier, not for the copy.
-func (c *Capturer) Snapshot(ctx context.Context, dst string) (walfile.Position, error) {
+// (created or overwritten) and returns the WAL position of the state it
+// holds. The copy is made with SQLite's backup API through the pinned read
+// transaction, after a barrier has read the WAL to its end and moved the
+// pin there, so the app's writers wait only for the barrier, not for the
+// copy.
+//
+// Transactions read by the barrier but not returned by Next yet stay
+// queued: pending says how many, and the copy's state is after the last
+// of them, so a caller that ships every transaction Next returns knows
+// which one the copy ends with. After ErrLostContinuity nothing is queued
+// (pending is 0): the copy is the new base, and it clears the error.
+func (c *Capturer) Snapshot(ctx context.Context, dst string) (pos walfile.Position, pending int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosed {
-		return walfile.Position{}, ErrClosed
+		return walfile.Position{}, 0, ErrClosed
 	}
 	if fi, err := os.Stat(c.walPath); err != nil || inode(fi) != c.walIno {
 		if err := c.openWAL(); err != nil {
-			return walfile.Position{}, err
+			return walfile.Position{}, 0, err
 		}
 	}
 	if err := c.barrierLocked(ctx, c.cfg.busyTimeout, false, func(ctx context.Context) error {
-		if err := c.positionLocked(nil); err != nil {
+		if c.lost != nil {
+			if err := c.positionLocked(nil); err != nil {
+				return err
+			}
+		} else if err := c.drainLocked(); err != nil {
 			return err
 		}
 		return c.repinLocked(ctx)
 	}); err != nil {
-		return walfile.Position{}, err
+		return walfile.Position{}, 0, err
+	}
+	pos, pending = c.pos, len(c.queue)
+	if pending > 0 {
+		last := c.queue[pending-1]
+		pos = walfile.Position{Salt: last.Salt, Offset: last.End, Checksum: last.Post}
 	}
 	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
 		if err := os.Remove(dst + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return walfile.Position{}, fmt.Errorf("capture: snapshot: %w", err)
+			return walfile.Position{}, 0, fmt.Errorf("capture: snapshot: %w", err)
 		}
 	}
-	err := c.pins[c.cur].Raw(func(dc any) error {
+	err = c.pins[c.cur].Raw(func(dc any) error {
 		b, ok := dc.(interface {
 			NewBackup(string) (*sqlite.Backup, error)
 		})
@@ -964,7 +978,31 @@ func (c *Capturer) Snapshot(ctx context.Context, dst string) (walfile.Position, 
 		}
 	})
 	if err != nil {
-		return walfile.Position{}, fmt.Errorf("capture: snapshot: %w", err)
+		return walfile.Position{}, 0, fmt.Errorf("capture: snapshot: %w", err)
+	}
+	return pos, pending, nil
+}
+
+// Sync reads everything committed so far, under a barrier so that nothing
+// commits meanwhile, and returns the Position that Next reaches once it
+// has returned all of it: on a graceful handoff, with the app stopped,
+// the caller ships until its position is this one and so leaves nothing
+// behind.
+func (c *Capturer) Sync(ctx context.Context) (walfile.Position, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return walfile.Position{}, ErrClosed
+	}
+	if c.lost != nil {
+		return walfile.Position{}, c.lost
+	}
+	if err := c.barrierLocked(ctx, c.cfg.busyTimeout, true, func(context.Context) error { return nil }); err != nil {
+		return walfile.Position{}, err
+	}
+	if n := len(c.queue); n > 0 {
+		last := c.queue[n-1]
+		return walfile.Position{Salt: last.Salt, Offset: last.End, Checksum: last.Post}, nil
 	}
 	return c.pos, nil
 }

@@ -131,7 +131,7 @@ func TestCaptureBasic(t *testing.T) {
 			if c.PageSize() != 4096 {
 				t.Fatalf("page size %d", c.PageSize())
 			}
-			pos, err := c.Snapshot(ctx, rep)
+			pos, err := snapshot(ctx, c, rep)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +179,7 @@ func TestCaptureCheckpointRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Snapshot(ctx, rep); err != nil {
+	if _, err := snapshot(ctx, c, rep); err != nil {
 		t.Fatal(err)
 	}
 	r := openReplica(t, rep, c.PageSize())
@@ -227,7 +227,7 @@ func TestCaptureAppCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Snapshot(ctx, rep); err != nil {
+	if _, err := snapshot(ctx, c, rep); err != nil {
 		t.Fatal(err)
 	}
 	r := openReplica(t, rep, c.PageSize())
@@ -285,7 +285,7 @@ func TestCaptureResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Snapshot(ctx, rep); err != nil {
+	if _, err := snapshot(ctx, c, rep); err != nil {
 		t.Fatal(err)
 	}
 	r := openReplica(t, rep, c.PageSize())
@@ -331,7 +331,7 @@ func TestCaptureResume(t *testing.T) {
 		t.Fatalf("Checkpoint after lost continuity: %v", err)
 	}
 	r.close()
-	if _, err := c.Snapshot(ctx, rep); err != nil {
+	if _, err := snapshot(ctx, c, rep); err != nil {
 		t.Fatal(err)
 	}
 	r = openReplica(t, rep, c.PageSize())
@@ -427,7 +427,7 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Snapshot(ctx, rep); err != nil {
+	if _, err := snapshot(ctx, c, rep); err != nil {
 		t.Fatal(err)
 	}
 	r := openReplica(t, rep, c.PageSize())
@@ -475,7 +475,7 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 					lost++
 					mu.Unlock()
 					r.close()
-					if _, err := c.Snapshot(ctx, rep); err != nil {
+					if _, err := snapshot(ctx, c, rep); err != nil {
 						return err
 					}
 					r = openReplica(t, rep, c.PageSize())
@@ -582,7 +582,7 @@ func TestCaptureTxnInProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Snapshot(ctx, rep); err != nil {
+	if _, err := snapshot(ctx, c, rep); err != nil {
 		t.Fatal(err)
 	}
 	r := openReplica(t, rep, c.PageSize())

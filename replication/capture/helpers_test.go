@@ -16,6 +16,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/ozanturksever/go-cluster/replication/capture"
 	"github.com/ozanturksever/go-cluster/replication/walfile"
 )
 
@@ -180,4 +181,16 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(writerBin))
 	}
 	os.Exit(code)
+}
+
+// snapshot takes a snapshot and skips the queued transactions it already
+// holds, as a caller that ships every transaction would ship them first.
+func snapshot(ctx context.Context, c *capture.Capturer, dst string) (walfile.Position, error) {
+	pos, pending, err := c.Snapshot(ctx, dst)
+	for range pending {
+		if _, err := c.Next(ctx); err != nil {
+			return pos, err
+		}
+	}
+	return pos, err
 }

@@ -311,6 +311,7 @@ func (r *Reader) fresh() (Txn, error) {
 			Post:       ck,
 			Start:      r.pos.Offset,
 			End:        off,
+			BigEndian:  r.h.BigEndian(),
 		}
 		r.pos = Position{Salt: r.h.Salt, Offset: off, Checksum: ck}
 		r.hintOK = false

@@ -44,6 +44,9 @@ type Txn struct {
 	Pre        Checksum // the chain's checksum before the first frame
 	Post       Checksum // the chain's checksum after the commit frame
 	Start, End int64    // byte offsets in the WAL file: [Start, End)
+	// BigEndian is the byte order of the WAL's checksums (its header's
+	// magic), which Verify needs to recompute the chain.
+	BigEndian bool
 }
 
 // Position is a place in a WAL generation, between transactions: the

@@ -1,0 +1,370 @@
+//go:build linux
+
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ozanturksever/go-cluster/replication/apply"
+	"github.com/ozanturksever/go-cluster/replication/snapstore"
+	"github.com/ozanturksever/go-cluster/replication/wallog"
+)
+
+// maxBatch bounds the transactions applied with one fsync.
+const maxBatch = 256
+
+// resyncPoll is how often a standby that needs a snapshot looks for one.
+const resyncPoll = 250 * time.Millisecond
+
+// Run follows the log as a standby until ctx ends. Promote stops the
+// following and Demote starts it again; Run only starts it.
+func (r *Replicator) Run(ctx context.Context) {
+	r.mu.Lock()
+	r.running = true
+	r.mu.Unlock()
+	r.startFollowing()
+	<-ctx.Done()
+	r.mu.Lock()
+	r.running = false
+	r.mu.Unlock()
+	r.stopFollowing()
+}
+
+// startFollowing starts the standby loop (if not leading or following).
+func (r *Replicator) startFollowing() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || !r.running || r.leader != nil || r.follow != nil || r.rep == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	r.follow, r.followed = cancel, done
+	// Only a following standby answers a leader's "applied?": a leader
+	// with no standby hears "no responders" at once.
+	if sub, err := r.cfg.NC.Subscribe(r.waitSubject(), func(m *nats.Msg) { go r.answerWait(m) }); err == nil {
+		r.waitSub = sub
+	}
+	r.updateLocked(func(s *Status) { s.Role = RoleStandby })
+	go func() {
+		defer close(done)
+		r.followLoop(ctx)
+	}()
+}
+
+// stopFollowing stops the standby loop and waits for it.
+func (r *Replicator) stopFollowing() {
+	r.mu.Lock()
+	cancel, done, sub := r.follow, r.followed, r.waitSub
+	r.follow, r.followed, r.waitSub = nil, nil, nil
+	r.mu.Unlock()
+	if sub != nil {
+		sub.Unsubscribe()
+	}
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (r *Replicator) followLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.catchUp(ctx, math.MaxUint64)
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("replication: following the log failed; retrying", "err", err, "in", backoff)
+		r.update(func(s *Status) { s.Error = err.Error() })
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// replica returns the open replica.
+func (r *Replicator) replica() (*apply.Replica, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rep == nil {
+		return nil, errClosed
+	}
+	return r.rep, nil
+}
+
+// catchUp applies the log from where the replica stands until it has
+// processed stream sequence until (math.MaxUint64: until ctx ends),
+// resyncing from a snapshot where the log cannot be applied.
+func (r *Replicator) catchUp(ctx context.Context, until uint64) error {
+	for {
+		rep, err := r.replica()
+		if err != nil {
+			return err
+		}
+		from := max(rep.Applied().Cursor, r.processedCursor()) + 1
+		if from > until {
+			return nil
+		}
+		rd, err := r.cfg.Log.Read(ctx, from)
+		if err != nil {
+			return err
+		}
+		need, err := r.applyFrom(ctx, rd, rep, until)
+		rd.Close()
+		if errors.Is(err, errRestarted) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if need == 0 {
+			return nil
+		}
+		if err := r.resync(ctx, need); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Replicator) processedCursor() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.processed
+}
+
+// applyFrom applies entries from rd to rep until the stream sequence
+// until is processed (then need is 0), or until an entry cannot be
+// applied: need is then the smallest log cursor a snapshot must cover.
+func (r *Replicator) applyFrom(ctx context.Context, rd *wallog.Reader, rep *apply.Replica, until uint64) (need uint64, err error) {
+	var batch []apply.Entry
+	var last wallog.Entry
+	seq := rep.Applied().Seq
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := rep.ApplyBatch(batch)
+		n := len(batch)
+		batch = batch[:0]
+		if err != nil {
+			return err
+		}
+		r.advanced(rep, last, rd.Pending(), n)
+		return nil
+	}
+	for {
+		if r.processedCursor() >= until {
+			return 0, flush()
+		}
+		e, err := rd.Next(ctx)
+		var bad *wallog.BadEntryError
+		if errors.As(err, &bad) {
+			if ferr := flush(); ferr != nil {
+				return 0, ferr
+			}
+			r.log.Error("replication: bad log entry: not applied; resyncing from a snapshot", "stream_seq", bad.StreamSeq, "err", bad.Err)
+			r.event(EventBadEntry, fmt.Sprintf("log entry at stream sequence %d", bad.StreamSeq), 0, bad.Err)
+			return bad.StreamSeq, nil
+		}
+		if err != nil {
+			return 0, errors.Join(err, flush())
+		}
+		switch e.Kind {
+		case wallog.KindTxn:
+			switch {
+			case e.Seq <= seq:
+				r.setProcessed(e) // applied before (a snapshot covered it)
+				continue
+			case e.Seq != seq+1:
+				if err := flush(); err != nil {
+					return 0, err
+				}
+				r.log.Warn("replication: gap in the log; resyncing from a snapshot", "applied", seq, "next", e.Seq)
+				return e.FirstStreamSeq - 1, nil
+			}
+			batch = append(batch, apply.Entry{Txn: e.Txn, Seq: e.Seq, Epoch: e.Epoch, Cursor: e.StreamSeq})
+			seq, last = e.Seq, e
+			if len(batch) >= maxBatch || rd.Pending() == 0 || e.StreamSeq >= until {
+				if err := flush(); err != nil {
+					if errors.Is(err, apply.ErrChainBroken) || errors.Is(err, apply.ErrGap) {
+						r.log.Error("replication: log does not continue the replica; resyncing", "err", err)
+						return e.StreamSeq, nil
+					}
+					return 0, err
+				}
+			}
+		case wallog.KindEpoch:
+			if err := flush(); err != nil {
+				return 0, err
+			}
+			if e.Seq > seq {
+				r.log.Warn("replication: epoch entry after transactions not applied; resyncing", "applied", seq, "epoch_after", e.Seq)
+				return e.StreamSeq, nil
+			}
+			r.setProcessed(e)
+		case wallog.KindSnapshot:
+			if err := flush(); err != nil {
+				return 0, err
+			}
+			if e.Seq > seq {
+				// The leader started over from a copy: take it.
+				if err := r.restore(ctx, e.Snapshot, e.StreamSeq); err != nil {
+					return 0, err
+				}
+				return 0, errRestarted
+			}
+			r.setProcessed(e)
+		}
+	}
+}
+
+// errRestarted: the replica was replaced; read again from its cursor.
+var errRestarted = errors.New("replication: replica restored; reading on")
+
+// advanced records that rep applied up to e.
+func (r *Replicator) advanced(rep *apply.Replica, e wallog.Entry, behind uint64, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.processed = max(r.processed, e.StreamSeq)
+	lag := time.Since(e.Time)
+	r.updateLocked(func(s *Status) {
+		a := rep.Applied()
+		s.Seq, s.Cursor, s.Epoch, s.Bytes = a.Seq, a.Cursor, a.Epoch, e.Bytes
+		s.LagMS = float64(lag.Microseconds()) / 1000
+		s.Behind = behind
+		s.Applied += int64(n)
+		s.Error = ""
+	})
+	if r.cfg.Applied != nil {
+		r.cfg.Applied(e, lag)
+	}
+	r.advancedLocked()
+}
+
+func (r *Replicator) setProcessed(e wallog.Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.processed = max(r.processed, e.StreamSeq)
+	if e.Kind == wallog.KindEpoch {
+		r.status.Epoch = max(r.status.Epoch, e.Epoch)
+	}
+	r.status.Bytes = max(r.status.Bytes, e.Bytes)
+	r.advancedLocked()
+}
+
+// resync replaces the replica with the newest snapshot that covers the log
+// up to cursor need, asking the leader for one until there is one.
+func (r *Replicator) resync(ctx context.Context, need uint64) error {
+	if need == 0 {
+		return nil
+	}
+	r.update(func(s *Status) { s.Role = RoleResyncing; s.Resyncs++ })
+	defer r.update(func(s *Status) {
+		if s.Role == RoleResyncing {
+			s.Role = RoleStandby
+		}
+	})
+	r.event(EventResync, fmt.Sprintf("needs a snapshot covering stream sequence %d", need), 0, nil)
+	asked := time.Time{}
+	for {
+		m, err := r.latestValid(ctx, need)
+		if err == nil {
+			return r.restore(ctx, m.Name, m.Cursor)
+		}
+		if !errors.Is(err, snapstore.ErrNoSnapshot) {
+			r.log.Warn("replication: listing snapshots", "err", err)
+		}
+		if time.Since(asked) > 2*time.Second {
+			// The leader (if any) takes one; fire and forget.
+			_ = r.cfg.NC.Publish(r.snapshotSubject(), []byte(strconv.FormatUint(need, 10)))
+			asked = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replication: no snapshot covers stream sequence %d: %w", need, ctx.Err())
+		case <-time.After(resyncPoll):
+		}
+	}
+}
+
+// latestValid is the newest snapshot covering cursor need that is not
+// behind the replica. A reset snapshot (one a leader took when it lost
+// track of its WAL) counts only once its entry is in the log: the leader
+// uploads it first and may die before appending the entry.
+func (r *Replicator) latestValid(ctx context.Context, need uint64) (snapstore.Meta, error) {
+	list, err := r.cfg.Snapshots.List(ctx)
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	rep, err := r.replica()
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	for i := len(list) - 1; i >= 0; i-- {
+		m := list[i]
+		if m.Cursor < need || m.Seq < rep.Applied().Seq {
+			continue
+		}
+		if m.Reset {
+			e, err := r.cfg.Log.EntryAt(ctx, m.Cursor)
+			if err != nil || e.Kind != wallog.KindSnapshot || e.Snapshot != m.Name {
+				continue
+			}
+		}
+		return m, nil
+	}
+	return snapstore.Meta{}, snapstore.ErrNoSnapshot
+}
+
+// restore replaces the replica with snapshot name, at log cursor cursor.
+func (r *Replicator) restore(ctx context.Context, name string, cursor uint64) error {
+	r.mu.Lock()
+	old := r.rep
+	r.rep = nil
+	r.mu.Unlock()
+	if old == nil {
+		return errClosed
+	}
+	if err := old.Close(); err != nil {
+		return err
+	}
+	start := time.Now()
+	m, body, err := r.cfg.Snapshots.Get(ctx, name)
+	var rep *apply.Replica
+	if err == nil {
+		// The log entry's own sequence is where to read on, whatever
+		// the leader predicted when it uploaded.
+		info := m.SnapshotInfo
+		info.Cursor = cursor
+		rep, err = apply.RestoreSnapshot(r.cfg.Dir, body, info)
+		body.Close()
+	}
+	if err != nil {
+		// Keep a replica open: the old one, still intact (restore
+		// installs nothing it did not check).
+		reopened, oerr := apply.OpenReplica(r.cfg.Dir)
+		r.mu.Lock()
+		r.rep = reopened
+		r.mu.Unlock()
+		return errors.Join(err, oerr)
+	}
+	r.mu.Lock()
+	r.rep = rep
+	r.processed = cursor
+	a := rep.Applied()
+	r.updateLocked(func(s *Status) { s.Seq, s.Cursor, s.Epoch, s.Bytes = a.Seq, a.Cursor, a.Epoch, m.Bytes })
+	r.advancedLocked()
+	r.mu.Unlock()
+	r.log.Info("replication: replica restored from a snapshot", "snapshot", name, "seq", a.Seq, "bytes", m.Size(), "took", time.Since(start))
+	return nil
+}

@@ -1,0 +1,504 @@
+//go:build linux
+
+package replication
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ozanturksever/go-cluster/replication/apply"
+	"github.com/ozanturksever/go-cluster/replication/capture"
+	"github.com/ozanturksever/go-cluster/replication/snapstore"
+	"github.com/ozanturksever/go-cluster/replication/walfile"
+	"github.com/ozanturksever/go-cluster/replication/wallog"
+)
+
+// fenceAttempts bounds how often Promote reads on and fences again while
+// an older leader still appends.
+const fenceAttempts = 20
+
+// Promote makes this node the app's replication leader for epoch: it
+// stops following, fences the log, applies the log to its end, checks the
+// replica, makes it the database at Config.Path and starts shipping. It
+// returns only when the database is in place: the app may start. On an
+// error nothing is shipped and the node follows again.
+func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
+	r.stopFollowing()
+	start := time.Now()
+	r.update(func(s *Status) { s.Role = RolePromoting; s.Error = "" })
+	defer func() {
+		if err != nil {
+			r.event(EventPromoteFail, "", epoch, err)
+			r.update(func(s *Status) { s.Error = err.Error() })
+			r.startFollowing()
+		}
+	}()
+	var app *wallog.Appender
+	for attempt := 1; ; attempt++ {
+		tail, err := r.cfg.Log.Tail(ctx)
+		if err != nil {
+			return err
+		}
+		if err := r.catchUp(ctx, tail.LastStreamSeq); err != nil {
+			return fmt.Errorf("replication: catch up to %d: %w", tail.LastStreamSeq, err)
+		}
+		rep, err := r.replica()
+		if err != nil {
+			return err
+		}
+		at := wallog.Position{StreamSeq: tail.LastStreamSeq, Seq: rep.Applied().Seq, Bytes: r.Status().Bytes}
+		var e wallog.Entry
+		app, e, err = r.cfg.Log.Fence(ctx, epoch, r.cfg.Node, at)
+		if errors.Is(err, wallog.ErrFenced) && attempt < fenceAttempts {
+			continue // an older leader appended meanwhile: read it too
+		}
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.processed = e.StreamSeq
+		r.mu.Unlock()
+		break
+	}
+	rep, err := r.replica()
+	if err != nil {
+		return err
+	}
+	bootstrap := rep.Applied().PageSize == 0
+	if !bootstrap {
+		if err := rep.Check(ctx); err != nil {
+			return fmt.Errorf("replication: replica failed its check, not promoted: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(r.cfg.Path), 0o755); err != nil {
+			return err
+		}
+		if err := rep.PromoteTo(r.cfg.Path); err != nil {
+			return fmt.Errorf("replication: promote: %w", err)
+		}
+	} else if err := os.MkdirAll(filepath.Dir(r.cfg.Path), 0o755); err != nil {
+		return err
+	}
+	cp, err := capture.Open(ctx, r.cfg.Path)
+	if err != nil {
+		return err
+	}
+	l := &leader{r: r, epoch: epoch, app: app, cap: cp, wake: make(chan struct{}, 1), lastSnap: time.Now(), shippedCh: make(chan struct{})}
+	if bootstrap {
+		// Nothing to promote: this database is the first. Standbys start
+		// from a copy of it.
+		if err := l.snapshot(ctx, true); err != nil {
+			cp.Close()
+			return fmt.Errorf("replication: first snapshot: %w", err)
+		}
+		r.event(EventBootstrapped, "the log starts from this node's database", epoch, nil)
+	}
+	l.shipped, l.pos = cp.Position(), app.Position()
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.done = make(chan struct{})
+	r.mu.Lock()
+	r.leader = l
+	pos := app.Position()
+	r.updateLocked(func(s *Status) {
+		s.Role, s.Epoch, s.Seq, s.Cursor, s.Bytes, s.LagMS, s.Behind = RoleLeader, epoch, pos.Seq, pos.StreamSeq, pos.Bytes, 0, 0
+	})
+	r.mu.Unlock()
+	go l.run()
+	r.log.Info("replication: promoted", "epoch", epoch, "seq", pos.Seq, "took", time.Since(start), "bootstrap", bootstrap)
+	r.event(EventPromoted, fmt.Sprintf("at transaction %d in %s", pos.Seq, time.Since(start).Round(time.Millisecond)), epoch, nil)
+	return nil
+}
+
+// Demote ends this node's leadership and follows again. Gracefully (a
+// step-down or drain, the app already stopped) it first ships every
+// committed transaction and waits, within ctx, until a standby has applied
+// them; otherwise (the lease is lost) it stops shipping at once.
+func (r *Replicator) Demote(ctx context.Context, graceful bool) error {
+	r.mu.Lock()
+	l := r.leader
+	r.mu.Unlock()
+	if l == nil {
+		r.startFollowing()
+		return nil
+	}
+	var err error
+	if graceful {
+		err = l.handoff(ctx)
+	}
+	err = errors.Join(err, l.stop())
+	r.mu.Lock()
+	r.leader = nil
+	r.mu.Unlock()
+	r.startFollowing()
+	return err
+}
+
+// leader is one term of shipping.
+type leader struct {
+	r     *Replicator
+	epoch uint64
+	app   *wallog.Appender
+	cap   *capture.Capturer
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wake   chan struct{} // a snapshot was requested
+
+	mu        sync.Mutex
+	shipped   walfile.Position // capture position after the last shipped transaction
+	pos       wallog.Position  // the log's position after it (app's, for other goroutines)
+	shippedCh chan struct{}
+	err       error // why shipping stopped
+	lastSnap  time.Time
+	sinceSnap uint64 // log bytes since the last snapshot
+	uploading bool
+	requested bool
+}
+
+// run ships until stopped or failed.
+func (l *leader) run() {
+	defer close(l.done)
+	for {
+		txn, err := l.next()
+		if l.ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errSnapshotDue) {
+			if err := l.snapshot(l.ctx, false); err != nil && l.ctx.Err() == nil {
+				l.r.log.Warn("replication: snapshot failed", "err", err)
+				l.r.event(EventSnapshot, "failed", l.epoch, err)
+			}
+			continue
+		}
+		if errors.Is(err, capture.ErrLostContinuity) {
+			l.r.log.Warn("replication: lost track of the WAL; starting the log over from a snapshot", "err", err)
+			l.r.event(EventLostWAL, "", l.epoch, err)
+			err = l.snapshot(l.ctx, true)
+			if err == nil {
+				continue
+			}
+		}
+		if err == nil {
+			err = l.ship(txn)
+			if err == nil {
+				continue
+			}
+		}
+		if l.ctx.Err() != nil {
+			return
+		}
+		l.fail(err)
+		return
+	}
+}
+
+var errSnapshotDue = errors.New("snapshot due")
+
+// next waits for the next transaction, or returns errSnapshotDue when a
+// snapshot is due (by time, size or request).
+func (l *leader) next() (walfile.Txn, error) {
+	l.mu.Lock()
+	due := l.requested || l.sinceSnap >= l.r.cfg.SnapshotBytes
+	wait := time.Until(l.lastSnap.Add(l.r.cfg.SnapshotInterval))
+	uploading := l.uploading
+	l.mu.Unlock()
+	if uploading {
+		due, wait = false, time.Hour
+	}
+	if due || wait <= 0 {
+		return walfile.Txn{}, errSnapshotDue
+	}
+	ctx, cancel := context.WithTimeoutCause(l.ctx, wait, errSnapshotDue)
+	defer cancel()
+	woke := make(chan struct{})
+	defer close(woke)
+	go func() {
+		select {
+		case <-l.wake:
+			cancel()
+		case <-woke:
+		}
+	}()
+	txn, err := l.cap.Next(ctx)
+	if err != nil && l.ctx.Err() == nil && ctx.Err() != nil {
+		return txn, errSnapshotDue
+	}
+	return txn, err
+}
+
+// ship appends one transaction.
+func (l *leader) ship(txn walfile.Txn) error {
+	e, err := l.app.AppendTxn(l.ctx, wallog.Entry{Txn: txn, Time: time.Now()})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.pos = l.app.Position()
+	l.shipped = walfile.Position{Salt: txn.Salt, Offset: txn.End, Checksum: txn.Post}
+	l.sinceSnap += uint64(txn.End - txn.Start)
+	close(l.shippedCh)
+	l.shippedCh = make(chan struct{})
+	l.mu.Unlock()
+	l.r.update(func(s *Status) {
+		s.Seq, s.Cursor, s.Bytes = e.Seq, e.StreamSeq, e.Bytes
+		s.Applied++
+	})
+	return nil
+}
+
+// fail records why shipping stopped and tells the caller, which steps
+// down: a leader that cannot ship must not go on taking writes.
+func (l *leader) fail(err error) {
+	l.mu.Lock()
+	l.err = err
+	close(l.shippedCh)
+	l.shippedCh = make(chan struct{})
+	l.mu.Unlock()
+	kind := EventShipFailed
+	if errors.Is(err, wallog.ErrFenced) {
+		kind = EventFenced
+	}
+	l.r.log.Error("replication: shipping stopped; stepping down", "epoch", l.epoch, "err", err)
+	l.r.event(kind, "", l.epoch, err)
+	l.r.update(func(s *Status) { s.Error = err.Error() })
+	if l.r.cfg.Failed != nil {
+		l.r.cfg.Failed(l.epoch, err)
+	}
+}
+
+// Flush ships everything committed to the leader's database so far and
+// returns the log position after it: once it returns, those transactions
+// are in the log (acknowledged by JetStream), so no failover can lose
+// them. Only on the leader (ErrNotLeader otherwise).
+func (r *Replicator) Flush(ctx context.Context) (wallog.Position, error) {
+	r.mu.Lock()
+	l := r.leader
+	r.mu.Unlock()
+	if l == nil {
+		return wallog.Position{}, ErrNotLeader
+	}
+	return l.flush(ctx)
+}
+
+// ErrNotLeader: the call needs this node to be the replication leader.
+var ErrNotLeader = errors.New("replication: not the leader")
+
+func (l *leader) flush(ctx context.Context) (wallog.Position, error) {
+	target, err := l.cap.Sync(ctx)
+	if err != nil {
+		return wallog.Position{}, fmt.Errorf("replication: read the last transactions: %w", err)
+	}
+	for {
+		l.mu.Lock()
+		shipped, ch, ferr, pos := l.shipped, l.shippedCh, l.err, l.pos
+		l.mu.Unlock()
+		if ferr != nil {
+			return pos, fmt.Errorf("replication: shipping failed: %w", ferr)
+		}
+		if shipped == target {
+			return pos, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return pos, fmt.Errorf("replication: the last transactions were not shipped: %w", ctx.Err())
+		}
+	}
+}
+
+// handoff ships everything committed (the app is stopped) and waits for a
+// standby to apply it.
+func (l *leader) handoff(ctx context.Context) error {
+	start := time.Now()
+	at, err := l.flush(ctx)
+	if err != nil {
+		return fmt.Errorf("replication: handoff: %w", err)
+	}
+	cursor := at.StreamSeq
+	wait := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	msg, err := l.r.cfg.NC.RequestWithContext(rctx, l.r.waitSubject(),
+		[]byte(fmt.Sprintf("%d %d %s", cursor, wait.Milliseconds(), l.r.cfg.Node)))
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		l.r.log.Warn("replication: handoff: no standby is following; the log holds everything", "seq", at.Seq)
+		return nil
+	case err != nil:
+		return fmt.Errorf("replication: handoff: no standby confirmed transaction %d: %w", at.Seq, err)
+	}
+	l.r.log.Info("replication: handed off", "to", string(msg.Data), "seq", at.Seq, "took", time.Since(start))
+	l.r.event(EventHandoff, fmt.Sprintf("%s applied transaction %d", msg.Data, at.Seq), l.epoch, nil)
+	return nil
+}
+
+// stop ends shipping and closes the capture.
+func (l *leader) stop() error {
+	if l.cancel != nil {
+		l.cancel()
+		<-l.done
+	}
+	return l.cap.Close()
+}
+
+// requestSnapshot answers a standby's request for a snapshot.
+func (l *leader) requestSnapshot(m *nats.Msg) {
+	l.mu.Lock()
+	l.requested = true
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// snapshot copies the database. A reset snapshot starts the log over
+// (the capture lost track of the WAL, or this is the first leader): the
+// copy replaces every transaction not shipped, and is uploaded before its
+// entry is appended. An ordinary one is a checkpoint of the log for
+// standbys that start or fall behind: the transactions it holds are
+// shipped first, then it is uploaded in the background and the log purged
+// up to the oldest snapshot kept.
+func (l *leader) snapshot(ctx context.Context, reset bool) error {
+	r := l.r
+	l.mu.Lock()
+	l.requested = false
+	l.lastSnap = time.Now()
+	l.sinceSnap = 0
+	l.mu.Unlock()
+	tmp := filepath.Join(r.cfg.Dir, fmt.Sprintf("snapshot-%d.tmp", time.Now().UnixNano()))
+	pos, pending, err := l.cap.Snapshot(ctx, tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	info, err := describe(tmp, pos)
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	info.Epoch = l.epoch
+	if reset {
+		for range pending { // already in the copy
+			if _, err := l.cap.Next(ctx); err != nil {
+				os.Remove(tmp)
+				return err
+			}
+		}
+		at := l.app.Position()
+		info.Seq, info.Cursor = at.Seq+1, at.StreamSeq+1
+		m, err := r.cfg.Snapshots.Put(ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Reset: true, Node: r.cfg.Node})
+		os.Remove(tmp)
+		if err != nil {
+			return err
+		}
+		e, err := l.app.AppendSnapshot(ctx, m.Name, info.Seq)
+		if err != nil {
+			return err
+		}
+		if e.StreamSeq != info.Cursor {
+			return fmt.Errorf("replication: snapshot entry landed at %d, expected %d", e.StreamSeq, info.Cursor)
+		}
+		l.mu.Lock()
+		l.shipped, l.pos = pos, l.app.Position()
+		l.mu.Unlock()
+		r.event(EventSnapshot, fmt.Sprintf("reset at transaction %d (%d bytes)", info.Seq, info.Size()), l.epoch, nil)
+		return nil
+	}
+	for range pending {
+		txn, err := l.cap.Next(ctx)
+		if err == nil {
+			err = l.ship(txn)
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	}
+	at := l.app.Position()
+	info.Seq, info.Cursor = at.Seq, at.StreamSeq
+	l.mu.Lock()
+	l.uploading = true
+	l.mu.Unlock()
+	go func() {
+		defer os.Remove(tmp)
+		defer func() {
+			l.mu.Lock()
+			l.uploading = false
+			l.mu.Unlock()
+		}()
+		start := time.Now()
+		m, err := r.cfg.Snapshots.Put(l.ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Node: r.cfg.Node})
+		if err != nil {
+			r.log.Warn("replication: snapshot upload failed", "err", err)
+			r.event(EventSnapshot, "upload failed", l.epoch, err)
+			return
+		}
+		oldest, err := r.cfg.Snapshots.Prune(l.ctx, r.cfg.Retain)
+		if err == nil {
+			err = r.cfg.Log.Purge(l.ctx, oldest.Cursor)
+		}
+		if err != nil {
+			r.log.Warn("replication: retention", "err", err)
+		}
+		r.log.Info("replication: snapshot stored", "name", m.Name, "seq", m.Seq, "bytes", m.Size(), "took", time.Since(start))
+		r.event(EventSnapshot, fmt.Sprintf("%s at transaction %d (%d bytes)", m.Name, m.Seq, m.Size()), l.epoch, nil)
+	}()
+	return nil
+}
+
+// describe reads a copy's page size, page count and SHA-256.
+func describe(path string, pos walfile.Position) (apply.SnapshotInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return apply.SnapshotInfo{}, err
+	}
+	defer f.Close()
+	var hdr [100]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return apply.SnapshotInfo{}, fmt.Errorf("replication: snapshot header: %w", err)
+	}
+	ps := uint32(hdr[16])<<8 | uint32(hdr[17])
+	if ps == 1 {
+		ps = 65536
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return apply.SnapshotInfo{}, err
+	}
+	if ps == 0 || fi.Size()%int64(ps) != 0 {
+		return apply.SnapshotInfo{}, fmt.Errorf("replication: snapshot of %d bytes, page size %d", fi.Size(), ps)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return apply.SnapshotInfo{}, err
+	}
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+		return apply.SnapshotInfo{}, err
+	}
+	info := apply.SnapshotInfo{Position: pos, PageSize: ps, PageCount: uint32(fi.Size() / int64(ps))}
+	copy(info.SHA256[:], h.Sum(nil))
+	return info, nil
+}
+
+// RequestSnapshot asks the app's leader for a snapshot now (for
+// `gcl snapshot create`).
+func RequestSnapshot(ctx context.Context, nc *nats.Conn, subject string) error {
+	if err := nc.Publish(subject+".snapshot", []byte(strconv.Itoa(0))); err != nil {
+		return err
+	}
+	return nc.FlushWithContext(ctx)
+}

@@ -1,0 +1,388 @@
+//go:build linux
+
+package replication_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ozanturksever/go-cluster/internal/sqlitetest"
+	"github.com/ozanturksever/go-cluster/replication"
+	"github.com/ozanturksever/go-cluster/replication/apply"
+	"github.com/ozanturksever/go-cluster/replication/snapstore"
+	"github.com/ozanturksever/go-cluster/replication/wallog"
+	"github.com/ozanturksever/go-cluster/state"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	sqlitetest.Cleanup()
+	os.Exit(code)
+}
+
+// cluster is one app's replication on several in-process nodes sharing an
+// embedded NATS server; each node has its own database path and replica.
+type cluster struct {
+	t     *testing.T
+	url   string
+	js    jetstream.JetStream
+	nc    *nats.Conn
+	dir   string
+	nodes map[string]*node
+	cfg   func(*replication.Config)
+}
+
+type node struct {
+	name   string
+	path   string
+	r      *replication.Replicator
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	failed []error
+	events []string
+}
+
+func newCluster(t *testing.T, cfg func(*replication.Config)) *cluster {
+	t.Helper()
+	srv, err := state.StartServer(context.Background(), state.ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{t: t, url: srv.ClientURL(), js: js, nc: nc, dir: t.TempDir(), nodes: map[string]*node{}, cfg: cfg}
+}
+
+func (c *cluster) open(ctx context.Context) (*wallog.Log, *snapstore.Store) {
+	c.t.Helper()
+	log, err := wallog.Open(ctx, c.js, wallog.Config{Stream: "wal_db", Subject: "wal.db", MaxPart: 256 << 10})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	snaps, err := snapstore.Open(ctx, c.js, "snap_db", 1)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return log, snaps
+}
+
+// start runs node name as a standby.
+func (c *cluster) start(name string) *node {
+	c.t.Helper()
+	ctx := context.Background()
+	nc, err := nats.Connect(c.url)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	log, snaps := c.open(ctx)
+	n := &node{name: name, path: filepath.Join(c.dir, name, "app.db"), done: make(chan struct{})}
+	cfg := replication.Config{
+		App: "db", Node: name, Path: n.path, Dir: filepath.Join(c.dir, name, "replica"),
+		Log: log, Snapshots: snaps, NC: nc, Subject: "repl.db",
+		Event: func(kind, msg string, epoch uint64, err error) {
+			n.mu.Lock()
+			n.events = append(n.events, kind)
+			n.mu.Unlock()
+		},
+		Failed: func(epoch uint64, err error) {
+			n.mu.Lock()
+			n.failed = append(n.failed, err)
+			n.mu.Unlock()
+		},
+	}
+	if c.cfg != nil {
+		c.cfg(&cfg)
+	}
+	n.r, err = replication.New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	n.cancel = cancel
+	go func() { defer close(n.done); n.r.Run(rctx) }()
+	c.t.Cleanup(n.stop)
+	c.nodes[name] = n
+	return n
+}
+
+func (n *node) stop() {
+	if n.cancel != nil {
+		n.cancel()
+		<-n.done
+		n.cancel = nil
+		n.r.Close()
+	}
+}
+
+func (n *node) failures() []error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]error(nil), n.failed...)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitApplied ships everything committed on the leader and waits until
+// every standby given has applied it.
+func waitApplied(t *testing.T, leader *node, standbys ...*node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	want, err := leader.r.Flush(ctx)
+	if err != nil {
+		t.Fatalf("flush %s: %v", leader.name, err)
+	}
+	waitFor(t, 60*time.Second, "standbys to apply the leader's transactions", func() bool {
+		for _, s := range standbys {
+			st := s.r.Status()
+			if st.Seq != want.Seq || st.Cursor < want.StreamSeq {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// replicaIDs checks a standby's replica (a copy of it, so that applying
+// may go on) and returns its writer IDs.
+func replicaIDs(t *testing.T, n *node) []int64 {
+	t.Helper()
+	src := filepath.Join(filepath.Dir(n.path), "replica", apply.DBName)
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	integ, _, ids := sqlitetest.DBState(t, cp)
+	if integ != "ok" {
+		t.Fatalf("%s's replica: integrity_check %s", n.name, integ)
+	}
+	return ids
+}
+
+func dbIDs(t *testing.T, path string) []int64 {
+	t.Helper()
+	integ, _, ids := sqlitetest.DBState(t, path)
+	if integ != "ok" {
+		t.Fatalf("%s: integrity_check %s", path, integ)
+	}
+	return ids
+}
+
+// writerArgs is the workload: small transactions, big blobs (over NATS's
+// max payload), VACUUM, the app's checkpoints of every mode, schema
+// changes, rollbacks.
+func writerArgs(path string, start, n int, rate string) []string {
+	return []string{"-db", path, "-start", fmt.Sprint(start), "-n", fmt.Sprint(n), "-rate", rate,
+		"-blob-every", "37", "-blob-size", fmt.Sprint(1200 << 10), "-vacuum-every", "97",
+		"-checkpoint-every", "23", "-schema-every", "61", "-rollback-every", "53", "-cache-size", "50"}
+}
+
+func promote(t *testing.T, n *node, epoch uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := n.r.Promote(ctx, epoch); err != nil {
+		t.Fatalf("promote %s (epoch %d): %v", n.name, epoch, err)
+	}
+}
+
+// TestGracefulHandoffs moves the leadership round three nodes several
+// times while a writer process writes to each leader in turn: after every
+// handoff the new leader's database passes integrity_check and holds
+// exactly the IDs every earlier writer reported committed, and the
+// standbys' replicas hold them too.
+func TestGracefulHandoffs(t *testing.T) {
+	c := newCluster(t, nil)
+	a, b, d := c.start("a"), c.start("b"), c.start("c")
+	order := []*node{a, b, d, a, d}
+	var committed []int64
+	for round, leader := range order {
+		promote(t, leader, uint64(round+1))
+		ids := dbIDs(t, leader.path)
+		if !slices.Equal(ids, committed) {
+			t.Fatalf("round %d: %s promoted with %d IDs, %d were committed (first missing/extra: %v)", round, leader.name, len(ids), len(committed), firstDiff(ids, committed))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		w := sqlitetest.StartWriter(t, ctx, writerArgs(leader.path, len(committed)+1, 150, "0")...)
+		run := w.Wait(t, false)
+		cancel()
+		committed = append(committed, run.Commits...)
+		var standbys []*node
+		for _, n := range []*node{a, b, d} {
+			if n != leader {
+				standbys = append(standbys, n)
+			}
+		}
+		waitApplied(t, leader, standbys...)
+		for _, s := range standbys {
+			if ids := replicaIDs(t, s); !slices.Equal(ids, committed) {
+				t.Fatalf("round %d: %s's replica holds %d IDs, want %d (%v)", round, s.name, len(ids), len(committed), firstDiff(ids, committed))
+			}
+		}
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := leader.r.Demote(dctx, true); err != nil {
+			t.Fatalf("round %d: handoff: %v", round, err)
+		}
+		dcancel()
+	}
+	for _, n := range []*node{a, b, d} {
+		if f := n.failures(); len(f) > 0 {
+			t.Errorf("%s: leader failures: %v", n.name, f)
+		}
+	}
+}
+
+// TestCrashLosesOnlyWhatWasNotShipped: the leader stops shipping at once
+// (as its process would at a SIGKILL) while its writer goes on; the
+// successor holds every transaction the log acknowledged before the crash,
+// no ID missing in between, and nothing beyond what the log held; the old
+// leader, back as a standby, discards its unshipped writes, and when it
+// leads again its database is the log's.
+func TestCrashLosesOnlyWhatWasNotShipped(t *testing.T) {
+	c := newCluster(t, nil)
+	a, b := c.start("a"), c.start("b")
+	promote(t, a, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Acknowledged: a first writer's transactions, all shipped (Flush).
+	acked := sqlitetest.StartWriter(t, ctx, writerArgs(a.path, 1, 200, "0")...).Wait(t, false).Commits
+	waitApplied(t, a, b)
+	if ids := replicaIDs(t, b); !slices.Equal(ids, acked) {
+		t.Fatalf("standby holds %v of the %d acknowledged", firstDiff(ids, acked), len(acked))
+	}
+	// A second writer goes on through the crash.
+	w := sqlitetest.StartWriter(t, ctx, writerArgs(a.path, len(acked)+1, 0, "400")...)
+	w.WaitCommits(ctx, 100)
+	// The crash: shipping stops at once, the writer goes on a little and
+	// is killed.
+	if err := a.r.Demote(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	w.WaitCommits(ctx, 150)
+	w.Signal(syscall.SIGKILL)
+	all := append(slices.Clone(acked), w.Wait(t, true).Commits...)
+	promote(t, b, 2)
+	ids := dbIDs(t, b.path)
+	if len(ids) < len(acked) || !slices.Equal(ids, all[:len(ids)]) {
+		t.Fatalf("successor holds %d IDs (%v); %d acknowledged, %d committed: not a prefix covering the acknowledged", len(ids), firstDiff(ids, all), len(acked), len(all))
+	}
+	aIDs := dbIDs(t, a.path)
+	if len(aIDs) <= len(ids) {
+		t.Fatalf("the crashed leader's own file holds %d IDs, the successor %d: the test did not leave unshipped writes", len(aIDs), len(ids))
+	}
+	// The successor writes on; the old leader follows, then leads again.
+	w2 := sqlitetest.StartWriter(t, ctx, writerArgs(b.path, int(all[len(all)-1])+1, 100, "0")...)
+	more := w2.Wait(t, false).Commits
+	want := append(slices.Clone(ids), more...)
+	waitApplied(t, b, a)
+	if err := b.r.Demote(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	promote(t, a, 3)
+	if got := dbIDs(t, a.path); !slices.Equal(got, want) {
+		t.Fatalf("old leader, leading again, holds %v; want the log's %d IDs", firstDiff(got, want), len(want))
+	}
+}
+
+// TestFencedOldLeader: a leader that was paused (as by SIGSTOP) while a
+// new one took over cannot get a single frame into the log: its next
+// append is refused, it reports the failure, and every entry after the new
+// leader's epoch entry is the new leader's.
+func TestFencedOldLeader(t *testing.T) {
+	c := newCluster(t, nil)
+	a, b := c.start("a"), c.start("b")
+	promote(t, a, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w := sqlitetest.StartWriter(t, ctx, writerArgs(a.path, 1, 0, "300")...)
+	w.WaitCommits(ctx, 100)
+	// b takes over while a still believes it leads, and a's writer goes on.
+	promote(t, b, 2)
+	w.WaitCommits(ctx, 150)
+	waitFor(t, 30*time.Second, "the old leader to be fenced", func() bool {
+		for _, err := range a.failures() {
+			if errors.Is(err, wallog.ErrFenced) {
+				return true
+			}
+		}
+		return false
+	})
+	w.Signal(syscall.SIGKILL)
+	w.Wait(t, true)
+	log, _ := c.open(ctx)
+	tail, err := log.Tail(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := log.Read(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	sawEpoch2 := false
+	for {
+		e, err := rd.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Kind == wallog.KindEpoch && e.Epoch == 2 {
+			sawEpoch2 = true
+		} else if sawEpoch2 && e.Epoch != 2 {
+			t.Fatalf("entry %d of epoch %d (%s, %s) after epoch 2's entry", e.StreamSeq, e.Epoch, e.Kind, e.Node)
+		}
+		if e.StreamSeq >= tail.LastStreamSeq {
+			break
+		}
+	}
+	if !sawEpoch2 {
+		t.Fatal("no epoch entry of the new leader")
+	}
+	if err := a.r.Demote(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func firstDiff(got, want []int64) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("at %d: got %d, want %d", i, got[i], want[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d and %d", len(got), len(want))
+}

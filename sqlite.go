@@ -1,0 +1,215 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ozanturksever/go-cluster/replication"
+	"github.com/ozanturksever/go-cluster/replication/snapstore"
+	"github.com/ozanturksever/go-cluster/replication/wallog"
+)
+
+// ReplicationStatus is one instance's replication state of a WithSQLite
+// app, as ReplicationStatuses lists it.
+type ReplicationStatus = replication.Status
+
+// Replication event kinds (Event.Kind).
+const (
+	EventReplicationPromoted     = replication.EventPromoted
+	EventReplicationPromoteFail  = replication.EventPromoteFail
+	EventReplicationHandoff      = replication.EventHandoff
+	EventReplicationFenced       = replication.EventFenced
+	EventReplicationResync       = replication.EventResync
+	EventReplicationBadEntry     = replication.EventBadEntry
+	EventReplicationSnapshot     = replication.EventSnapshot
+	EventReplicationLostWAL      = replication.EventLostWAL
+	EventReplicationShipFailed   = replication.EventShipFailed
+	EventReplicationBootstrapped = replication.EventBootstrapped
+)
+
+// SQLiteSnapshots sets how often the leader of a WithSQLite app copies
+// the database to the snapshot store (every interval, and after 256 MiB
+// of log) and how many copies are kept; the log is trimmed to the oldest
+// copy kept. Defaults: 1 h, 2.
+func SQLiteSnapshots(interval time.Duration, keep int) Option {
+	return func(a *Application) {
+		if interval < 0 || keep < 0 {
+			a.setErr(fmt.Errorf("%w: app %s: SQLiteSnapshots(%s, %d)", ErrInvalidOption, a.name, interval, keep))
+			return
+		}
+		a.sqliteSnapEvery, a.sqliteSnapKeep = interval, keep
+	}
+}
+
+// appReplication is a WithSQLite app's replication on this node.
+type appReplication struct {
+	p    *Platform
+	a    *Application
+	repl *replication.Replicator
+
+	mu      sync.Mutex
+	latest  *replication.Status
+	wake    chan struct{}
+	stopped chan struct{}
+	stop    context.CancelFunc
+}
+
+// newAppReplication opens the app's log, snapshot store and replica.
+func (p *Platform) newAppReplication(ctx context.Context, a *Application) (*appReplication, error) {
+	if a.mode != ModeSingleton {
+		return nil, fmt.Errorf("%w: app %s: WithSQLite needs Singleton(), not %s: one writer at a time", ErrInvalidOption, a.name, a.mode)
+	}
+	path, err := filepath.Abs(a.sqlitePath)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: database path: %w", a.name, err)
+	}
+	log, err := wallog.Open(ctx, p.js, wallog.Config{
+		Stream: p.layout.WALStream(a.name), Subject: p.layout.WALSubject(a.name), Replicas: p.cfg.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", a.name, err)
+	}
+	snaps, err := snapstore.Open(ctx, p.js, p.layout.SnapshotBucket(a.name), p.cfg.replicas)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", a.name, err)
+	}
+	ar := &appReplication{p: p, a: a, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	ar.repl, err = replication.New(replication.Config{
+		App: a.name, Node: p.node,
+		Path: path, Dir: filepath.Join(p.stateDir, "replicas", a.name),
+		Log: log, Snapshots: snaps,
+		NC: p.nc, Subject: p.layout.ReplicationSubject(a.name),
+		SnapshotInterval: a.sqliteSnapEvery, Retain: a.sqliteSnapKeep,
+		Logger: p.log,
+		Event: func(kind, msg string, epoch uint64, err error) {
+			p.emit(Event{App: a.name, Kind: kind, Message: msg, Version: epoch, Error: errString(err)})
+		},
+		Report: ar.report,
+		Failed: func(epoch uint64, err error) { p.stepDownAfter(a, epoch, "replication: "+err.Error()) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ar, nil
+}
+
+// start follows the log while the app's runner runs (until ctx ends or
+// close), and keeps this instance's status record current.
+func (ar *appReplication) start(ctx context.Context) {
+	ctx, stop := context.WithCancel(ctx)
+	ar.mu.Lock()
+	ar.stop = stop
+	ar.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ar.publish(ctx) }()
+	go func() { defer wg.Done(); ar.repl.Run(ctx) }()
+	go func() { wg.Wait(); close(ar.stopped) }()
+}
+
+// report takes a status from the Replicator (under its lock: never
+// blocks) for publish to write.
+func (ar *appReplication) report(s replication.Status) {
+	ar.mu.Lock()
+	ar.latest = &s
+	ar.mu.Unlock()
+	select {
+	case ar.wake <- struct{}{}:
+	default:
+	}
+}
+
+// publish writes the latest status to the replication bucket, one write
+// at a time, so an older status never overwrites a newer one; the record
+// lives as long as this process keeps it (own).
+func (ar *appReplication) publish(ctx context.Context) {
+	p := ar.p
+	key := p.layout.ReplicationKey(ar.a.name, p.node)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = p.disown(ctx, p.replStatus, key)
+			return
+		case <-ar.wake:
+		case <-tick.C:
+			ar.repl.Report() // refresh the figures (lag, role) every second
+			continue
+		}
+		ar.mu.Lock()
+		s := ar.latest
+		ar.mu.Unlock()
+		if s == nil {
+			continue
+		}
+		b, _ := json.Marshal(s)
+		wctx, cancel := context.WithTimeout(ctx, p.recordTTL())
+		if err := p.own(wctx, p.replStatus.Bucket(), key, b); err != nil && ctx.Err() == nil {
+			p.log.Debug("replication status not written", "app", ar.a.name, "err", err)
+		}
+		cancel()
+	}
+}
+
+// close stops following and closes the replica.
+func (ar *appReplication) close() {
+	ar.mu.Lock()
+	stop := ar.stop
+	ar.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-ar.stopped
+	}
+	_ = ar.repl.Close()
+}
+
+func (ar *appReplication) up(ctx context.Context, epoch uint64) error {
+	return ar.repl.Promote(ctx, epoch)
+}
+
+func (ar *appReplication) down(ctx context.Context) error {
+	return ar.repl.Demote(ctx, gracefulStop(ctx))
+}
+
+// gracefulKey marks a deactivation that hands over (a step-down, a drain,
+// a shutdown) rather than one forced by a lost lease.
+type gracefulKey struct{}
+
+func withGracefulStop(ctx context.Context, graceful bool) context.Context {
+	return context.WithValue(ctx, gracefulKey{}, graceful)
+}
+
+func gracefulStop(ctx context.Context) bool {
+	g, _ := ctx.Value(gracefulKey{}).(bool)
+	return g
+}
+
+// stepDownAfter hands the app to another node after a failure of one of
+// its resources: the instance steps down, which stops everything here as
+// for any end of a term. It runs apart from the caller, since stepping
+// down waits for the steps' down, which may wait for the caller.
+func (p *Platform) stepDownAfter(a *Application, epoch uint64, reason string) {
+	p.log.Warn("stepping down", "app", a.name, "epoch", epoch, "reason", reason)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.hookTimeout)
+		defer cancel()
+		if err := a.election.StepDown(ctx); err != nil && !errors.Is(err, ErrNotLeader) {
+			p.log.Error("step down", "app", a.name, "err", err)
+		}
+	}()
+}
+
+// ReplicationStatuses lists the replication status of every instance of
+// the WithSQLite app, as each last wrote it.
+func (p *Platform) ReplicationStatuses(ctx context.Context, app string) ([]ReplicationStatus, error) {
+	if p.initErr != nil {
+		return nil, p.initErr
+	}
+	return replication.ListStatuses(ctx, p.js, p.replStatus, app)
+}
