@@ -8,9 +8,6 @@ import (
 
 // Sentinel errors; test with errors.Is.
 var (
-	// ErrNotAvailableYet is returned by Run for a feature whose implementation
-	// has not landed yet (SQLite replication, VIP, systemd backend, ring).
-	ErrNotAvailableYet = errors.New("not available yet")
 	// ErrNoInstance: no active instance of the app can take the call.
 	ErrNoInstance = errors.New("no active instance")
 	// ErrNodeIDInUse: another live process runs with the same node ID.

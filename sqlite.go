@@ -213,3 +213,36 @@ func (p *Platform) ReplicationStatuses(ctx context.Context, app string) ([]Repli
 	}
 	return replication.ListStatuses(ctx, p.js, p.replStatus, app)
 }
+
+// SyncDB ships every transaction committed to the app's WithSQLite
+// database so far to the replication log and returns once JetStream has
+// acknowledged them: no failover after it can lose them. It is for the
+// writes an app cannot afford to lose to a crash (ordinarily the log is a
+// few milliseconds behind); only the leader can (ErrNotLeader).
+func (a *Application) SyncDB(ctx context.Context) error {
+	a.mu.Lock()
+	repl := a.repl
+	a.mu.Unlock()
+	if repl == nil {
+		return fmt.Errorf("app %s: %w: no replicated database (WithSQLite) on a running platform", a.name, ErrInvalidOption)
+	}
+	if _, err := repl.repl.Flush(ctx); err != nil {
+		if errors.Is(err, replication.ErrNotLeader) {
+			return fmt.Errorf("app %s: %w", a.name, ErrNotLeader)
+		}
+		return fmt.Errorf("app %s: %w", a.name, err)
+	}
+	return nil
+}
+
+// ReplicationStatus is this node's replication state of the app's
+// WithSQLite database; false when it has none (or is not running).
+func (a *Application) ReplicationStatus() (ReplicationStatus, bool) {
+	a.mu.Lock()
+	repl := a.repl
+	a.mu.Unlock()
+	if repl == nil {
+		return ReplicationStatus{}, false
+	}
+	return repl.repl.Status(), true
+}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -310,18 +311,17 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func TestLaterIssueFeaturesRefuseToRun(t *testing.T) {
+// WithSQLite needs one writer: an app of another mode is refused by Run.
+func TestSQLiteNeedsSingleton(t *testing.T) {
 	url := startNATS(t)
-	for _, opt := range []Option{WithSQLite("/tmp/x.db")} {
-		p, err := NewPlatform("p", "n1", url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Register(NewApp("db", Singleton(), opt))
-		if err := p.Run(context.Background()); !errors.Is(err, ErrNotAvailableYet) {
-			t.Errorf("Run: %v", err)
-		}
-		p.Close()
+	p, err := NewPlatform("p", "n1", url, WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Register(NewApp("db", Replicas(2), WithSQLite(filepath.Join(t.TempDir(), "x.db"))))
+	if err := p.Run(context.Background()); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Run: %v", err)
 	}
 }
 

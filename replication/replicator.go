@@ -175,6 +175,14 @@ func New(cfg Config) (*Replicator, error) {
 	return r, nil
 }
 
+// IntegritySubject is where every node of the app answers an integrity
+// request with its IntegrityReport (request-many: one reply per node).
+func (r *Replicator) IntegritySubject() string { return IntegritySubject(r.cfg.Subject) }
+
+// IntegritySubject is the integrity request subject for an app's
+// replication subject.
+func IntegritySubject(subject string) string { return subject + ".integrity" }
+
 // Subjects under Config.Subject.
 func (r *Replicator) snapshotSubject() string { return r.cfg.Subject + ".snapshot" }
 func (r *Replicator) waitSubject() string     { return r.cfg.Subject + ".applied" }
@@ -193,7 +201,19 @@ func (r *Replicator) serve() error {
 	if err != nil {
 		return fmt.Errorf("replication: subscribe: %w", err)
 	}
-	r.subs = []*nats.Subscription{snap}
+	integ, err := r.cfg.NC.Subscribe(r.IntegritySubject(), func(m *nats.Msg) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			b, _ := json.Marshal(r.Integrity(ctx))
+			_ = m.Respond(b)
+		}()
+	})
+	if err != nil {
+		snap.Unsubscribe()
+		return fmt.Errorf("replication: subscribe: %w", err)
+	}
+	r.subs = []*nats.Subscription{snap, integ}
 	return nil
 }
 
@@ -326,4 +346,47 @@ func ListStatuses(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyV
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// IntegrityReport is one node's answer to an integrity check.
+type IntegrityReport struct {
+	Node     string   `json:"node"`
+	Role     string   `json:"role"`
+	Seq      uint64   `json:"seq"`
+	OK       bool     `json:"ok"`
+	Messages []string `json:"messages,omitempty"` // quick_check's, or the error
+	TookMS   float64  `json:"took_ms"`
+}
+
+// Integrity runs PRAGMA quick_check on this node's copy: the live
+// database on the leader (through the capture's pinned read transaction),
+// the replica on a standby.
+func (r *Replicator) Integrity(ctx context.Context) IntegrityReport {
+	start := time.Now()
+	r.mu.Lock()
+	l, rep := r.leader, r.rep
+	st := r.status
+	r.mu.Unlock()
+	rpt := IntegrityReport{Node: r.cfg.Node, Role: st.Role, Seq: st.Seq}
+	var msgs []string
+	var err error
+	switch {
+	case l != nil:
+		msgs, err = l.cap.Check(ctx)
+	case rep != nil:
+		err = rep.Check(ctx)
+		var ce *apply.CheckError
+		if errors.As(err, &ce) {
+			msgs, err = ce.Messages, nil
+		}
+	default:
+		err = errClosed
+	}
+	if err != nil {
+		msgs = []string{err.Error()}
+	}
+	rpt.OK = err == nil && len(msgs) == 0
+	rpt.Messages = msgs
+	rpt.TookMS = float64(time.Since(start).Microseconds()) / 1000
+	return rpt
 }

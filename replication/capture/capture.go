@@ -1007,6 +1007,38 @@ func (c *Capturer) Sync(ctx context.Context) (walfile.Position, error) {
 	return c.pos, nil
 }
 
+// Check runs PRAGMA quick_check through the pinned read transaction: the
+// database as of the pin, checked without opening its file again (see
+// "Files and locks"). It returns nil for "ok", else SQLite's first
+// messages. Next waits while it runs.
+func (c *Capturer) Check(ctx context.Context) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return nil, ErrClosed
+	}
+	rows, err := c.pins[c.cur].QueryContext(ctx, "PRAGMA quick_check(10)")
+	if err != nil {
+		return nil, fmt.Errorf("capture: quick_check: %w", err)
+	}
+	defer rows.Close()
+	var msgs []string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(msgs) == 1 && msgs[0] == "ok" {
+		return nil, nil
+	}
+	return msgs, nil
+}
+
 // Position is the end of the last transaction Next returned (or where the
 // Capturer was positioned): the place to resume from.
 func (c *Capturer) Position() walfile.Position {
