@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -88,7 +89,11 @@ func (c *cluster) open(ctx context.Context) (*wallog.Log, *snapstore.Store) {
 }
 
 // start runs node name as a standby.
-func (c *cluster) start(name string) *node {
+func (c *cluster) start(name string) *node { return c.startReading(name, nil) }
+
+// startReading runs node name as a standby that reads the log from
+// another stream than the leader writes (a relay), if log is not nil.
+func (c *cluster) startReading(name string, log *wallog.Log) *node {
 	c.t.Helper()
 	ctx := context.Background()
 	nc, err := nats.Connect(c.url)
@@ -96,7 +101,10 @@ func (c *cluster) start(name string) *node {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(nc.Close)
-	log, snaps := c.open(ctx)
+	own, snaps := c.open(ctx)
+	if log == nil {
+		log = own
+	}
 	n := &node{name: name, path: filepath.Join(c.dir, name, "app.db"), done: make(chan struct{})}
 	cfg := replication.Config{
 		App: "db", Node: name, Path: n.path, Dir: filepath.Join(c.dir, name, "replica"),
@@ -385,4 +393,141 @@ func firstDiff(got, want []int64) string {
 		}
 	}
 	return fmt.Sprintf("lengths %d and %d", len(got), len(want))
+}
+
+// TestBadEntriesAreNeverApplied: a standby reads the log through a relay
+// that flips a byte in one transaction and replaces a part of a multi-part
+// transaction by the next part. Each is detected, nothing of it applied,
+// and the standby repairs itself from a snapshot the leader takes on its
+// request, ending with the same database as a standby that read the clean
+// log.
+func TestBadEntriesAreNeverApplied(t *testing.T) {
+	c := newCluster(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	relay, err := wallog.Open(ctx, c.js, wallog.Config{Stream: "relay_db", Subject: "relay.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.start("a"), c.start("b")
+	promote(t, a, 1)
+	bad := c.startReading("bad", relay)
+
+	// The relay copies the leader's stream message for message (so stream
+	// sequences stay equal), damaging the 40th single-part transaction and
+	// the second part of the second multi-part one.
+	src, err := c.js.OrderedConsumer(ctx, "wal_db", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	damaged := map[string]uint64{}
+	relayDone := make(chan error, 1)
+	go func() {
+		msgs, err := src.Messages()
+		if err != nil {
+			relayDone <- err
+			return
+		}
+		defer msgs.Stop()
+		singles, multis := 0, 0
+		var held *nats.Msg // the part to put where the next one goes
+		for {
+			m, err := msgs.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				relayDone <- err
+				return
+			}
+			meta, _ := m.Metadata()
+			h := nats.Header{}
+			for k, v := range m.Headers() {
+				if !strings.HasPrefix(k, "Nats-") { // the leader's expected-last-sequence
+					h[k] = v
+				}
+			}
+			out := &nats.Msg{Subject: "relay.db", Header: h, Data: append([]byte(nil), m.Data()...)}
+			part := m.Headers().Get("Gcl-Part")
+			kind := m.Headers().Get("Gcl-Kind")
+			switch {
+			case kind == "txn" && part == "1/1":
+				singles++
+				if singles == 40 {
+					out.Data[len(out.Data)/2] ^= 0x40
+					mu.Lock()
+					damaged["corrupt"] = meta.Sequence.Stream
+					mu.Unlock()
+				}
+			case kind == "txn" && len(part) > 2 && part[:2] == "1/":
+				multis++
+			case kind == "txn" && multis == 2 && len(part) > 2 && part[:2] == "2/":
+				held = out
+				continue // sent after the next part, in its place
+			}
+			if held != nil {
+				// Part 3 goes where part 2 was, then part 3 again.
+				if _, err := c.js.PublishMsg(ctx, out); err != nil {
+					relayDone <- err
+					return
+				}
+				mu.Lock()
+				damaged["truncated"] = meta.Sequence.Stream - 1
+				mu.Unlock()
+				held = nil
+			}
+			ack, err := c.js.PublishMsg(ctx, out)
+			if err != nil {
+				relayDone <- err
+				return
+			}
+			if ack.Sequence != meta.Sequence.Stream {
+				relayDone <- fmt.Errorf("relay at %d, source at %d", ack.Sequence, meta.Sequence.Stream)
+				return
+			}
+		}
+	}()
+
+	// Two phases, so that each damage needs its own repair: small
+	// transactions first (one is corrupted), then big ones (one loses a
+	// part).
+	committed := sqlitetest.StartWriter(t, ctx, "-db", a.path, "-n", "100").Wait(t, false).Commits
+	waitApplied(t, a, b, bad)
+	committed = append(committed, sqlitetest.StartWriter(t, ctx, "-db", a.path, "-start", "101", "-n", "200",
+		"-blob-every", "50", "-blob-size", fmt.Sprint(600<<10)).Wait(t, false).Commits...)
+	waitApplied(t, a, b, bad)
+	select {
+	case err := <-relayDone:
+		t.Fatalf("relay: %v", err)
+	default:
+	}
+	mu.Lock()
+	if len(damaged) != 2 {
+		t.Fatalf("the relay damaged %v; want a corrupt and a truncated entry", damaged)
+	}
+	mu.Unlock()
+	for _, n := range []*node{b, bad} {
+		if ids := replicaIDs(t, n); !slices.Equal(ids, committed) {
+			t.Fatalf("%s holds %v", n.name, firstDiff(ids, committed))
+		}
+	}
+	bad.mu.Lock()
+	events := slices.Clone(bad.events)
+	bad.mu.Unlock()
+	st := bad.r.Status()
+	if n := countOf(events, replication.EventBadEntry); st.Resyncs != 2 || n != 2 {
+		t.Fatalf("%d resyncs, %d bad-entry events (%v); want one of each per damaged entry", st.Resyncs, n, events)
+	}
+	t.Logf("damaged %v; %d resyncs", damaged, st.Resyncs)
+	if st := b.r.Status(); st.Resyncs != 0 {
+		t.Fatalf("the standby on the clean log resynced %d times", st.Resyncs)
+	}
+}
+
+func countOf(xs []string, x string) int {
+	n := 0
+	for _, y := range xs {
+		if y == x {
+			n++
+		}
+	}
+	return n
 }
