@@ -62,6 +62,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		instances: map[string]*instance{}, kick: make(chan struct{}, 1), follows: map[string]*atomic.Int64{},
 		metrics: newMetrics(),
 	}
+	a.metrics.reg.MustRegister(newReplicationCollector(cfg.Node, a.localReplications))
 	url := cfg.URL
 	if cfg.Dev || cfg.Server {
 		sc := state.ServerConfig{

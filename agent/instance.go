@@ -81,8 +81,11 @@ func (in *instance) appFor(spec *jobspec.App) *cluster.Application {
 	for _, other := range spec.AwayFrom {
 		opts = append(opts, cluster.AwayFromApp(other))
 	}
-	if spec.SQLite != nil {
-		opts = append(opts, cluster.WithSQLite(spec.SQLite.Path))
+	if db := spec.SQLite; db != nil {
+		opts = append(opts, cluster.WithSQLite(db.Path))
+		if db.SnapshotInterval > 0 {
+			opts = append(opts, cluster.SQLiteSnapshots(db.SnapshotInterval, snapshotsKept(db.SnapshotInterval, db.Retention)))
+		}
 	}
 	if spec.VIP != nil {
 		opts = append(opts, cluster.VIP(spec.VIP.Address.String(), spec.VIP.Interface))
@@ -131,6 +134,19 @@ func (in *instance) appFor(spec *jobspec.App) *cluster.Application {
 		app.OnRelease(func(_ context.Context, parts []int) error { return in.partitionsChanged(nil, parts) })
 	}
 	return app
+}
+
+// snapshotsKept maps a job's sqlite retention onto the library's count of
+// snapshots kept: one snapshot every interval, as many as cover
+// retention, rounded up (snapshot_interval 1h, retention 24h: 24), and at
+// least one. The log is trimmed to the oldest snapshot kept, so the
+// retention covers the log as well. Every snapshot is a full copy of the
+// database.
+func snapshotsKept(interval, retention time.Duration) int {
+	if interval <= 0 || retention <= interval {
+		return 1
+	}
+	return int((retention + interval - 1) / interval)
 }
 
 // register puts the instance on the platform.

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	cluster "github.com/ozanturksever/go-cluster"
 	"github.com/ozanturksever/go-cluster/control"
 	"github.com/ozanturksever/go-cluster/election"
+	"github.com/ozanturksever/go-cluster/replication"
 	"github.com/ozanturksever/go-cluster/scheduler"
 	"github.com/ozanturksever/go-cluster/state"
 )
@@ -155,6 +157,27 @@ type AppStatus struct {
 	Standbys  []string                  `json:"standbys,omitempty"`
 	Instances []scheduler.InstanceState `json:"instances"`
 	Ring      *RingStatus               `json:"ring,omitempty"`
+	// Replication is set for an app with an sqlite block.
+	Replication *ReplicationView `json:"replication,omitempty"`
+}
+
+// ReplicationView is the replication of an app's SQLite database: every
+// instance's status record, the leader first.
+type ReplicationView struct {
+	Path  string            `json:"path"`
+	Nodes []ReplicationNode `json:"nodes"`
+	// Error says why the records could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// ReplicationNode is one instance's replication status as it last wrote
+// it (Updated is when its figures last changed, not when it was written:
+// an idle leader's is old), with its backlog in log bytes behind the
+// leader's (0 on the leader, on a standby at the leader's seq, or when no
+// leader reports).
+type ReplicationNode struct {
+	cluster.ReplicationStatus
+	BytesBehind uint64 `json:"bytes_behind"`
 }
 
 // RingStatus is a ring app's current assignment.
@@ -196,6 +219,14 @@ func AppView(ctx context.Context, store *control.Store, js jetstream.JetStream, 
 			}
 		}
 	}
+	if j.Spec.SQLite != nil {
+		st.Replication = &ReplicationView{Path: j.Spec.SQLite.Path, Nodes: []ReplicationNode{}}
+		if nodes, err := ReplicationNodes(ctx, js, l, name); err != nil {
+			st.Replication.Error = err.Error()
+		} else {
+			st.Replication.Nodes = nodes
+		}
+	}
 	if st.Mode == "ring" {
 		if kv, err := js.KeyValue(ctx, l.AssignmentsBucket()); err == nil {
 			if e, err := kv.Get(ctx, l.RingKey(name)); err == nil {
@@ -207,6 +238,56 @@ func AppView(ctx context.Context, store *control.Store, js jetstream.JetStream, 
 		}
 	}
 	return st, nil
+}
+
+// ReplicationNodes lists the replication status records of app's
+// instances, the leader first, then by node; none when no app of the
+// platform ever replicated a database.
+func ReplicationNodes(ctx context.Context, js jetstream.JetStream, l state.Layout, app string) ([]ReplicationNode, error) {
+	kv, err := js.KeyValue(ctx, l.ReplicationBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return []ReplicationNode{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replication status: %w", err)
+	}
+	list, err := replication.ListStatuses(ctx, js, kv, app)
+	if err != nil {
+		return nil, fmt.Errorf("replication status: %w", err)
+	}
+	return replicationNodes(list), nil
+}
+
+// replicationNodes orders statuses, the leader first, and works out each
+// one's backlog behind the leader.
+func replicationNodes(list []cluster.ReplicationStatus) []ReplicationNode {
+	slices.SortFunc(list, func(a, b cluster.ReplicationStatus) int {
+		if (a.Role == replication.RoleLeader) != (b.Role == replication.RoleLeader) {
+			if a.Role == replication.RoleLeader {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Node, b.Node)
+	})
+	var leader *cluster.ReplicationStatus
+	for i := range list {
+		if list[i].Role == replication.RoleLeader && (leader == nil || list[i].Epoch > leader.Epoch) {
+			leader = &list[i]
+		}
+	}
+	out := make([]ReplicationNode, 0, len(list))
+	for _, s := range list {
+		n := ReplicationNode{ReplicationStatus: s}
+		// A standby that applied the leader's last transaction is not
+		// behind, whatever its byte count says (a replica reopened after a
+		// restart reports none until it applies the next entry).
+		if leader != nil && s.Role != replication.RoleLeader && s.Seq < leader.Seq && leader.Bytes > s.Bytes {
+			n.BytesBehind = leader.Bytes - s.Bytes
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func isNotFound(err error) bool {

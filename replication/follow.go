@@ -146,8 +146,35 @@ func (r *Replicator) processedCursor() uint64 {
 // until is processed (then need is 0), or until an entry cannot be
 // applied: need is then the smallest log cursor a snapshot must cover.
 func (r *Replicator) applyFrom(ctx context.Context, rd *wallog.Reader, rep *apply.Replica, until uint64) (need uint64, err error) {
+	// Reading runs ahead of applying: while a batch is being made durable
+	// (fsyncs, milliseconds) the next entries arrive, and the next batch
+	// takes all of them. Applying one entry at a time would cap a standby
+	// at a few hundred transactions a second.
+	rctx, stopReading := context.WithCancel(ctx)
+	reads := make(chan readResult, 2*maxBatch)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			e, err := rd.Next(rctx)
+			select {
+			case reads <- readResult{e, err, rd.Pending()}:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil && !wallog.IsBad(err) {
+				return
+			}
+		}
+	}()
+	defer func() {
+		stopReading()
+		<-readerDone
+	}()
+
 	var batch []apply.Entry
 	var last wallog.Entry
+	var behind uint64
 	seq := rep.Applied().Seq
 	flush := func() error {
 		if len(batch) == 0 {
@@ -159,18 +186,37 @@ func (r *Replicator) applyFrom(ctx context.Context, rd *wallog.Reader, rep *appl
 		if err != nil {
 			return err
 		}
-		r.advanced(rep, last, rd.Pending(), n)
+		r.advanced(rep, last, behind, n)
 		return nil
 	}
 	for {
 		if r.processedCursor() >= until {
 			return 0, flush()
 		}
-		e, err := rd.Next(ctx)
+		var res readResult
+		if len(batch) > 0 {
+			select {
+			case res = <-reads:
+			default:
+				// Nothing more has arrived: apply what we have.
+				if err := flush(); err != nil {
+					return r.applyFailed(err, last)
+				}
+				continue
+			}
+		} else {
+			select {
+			case res = <-reads:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		e, err := res.e, res.err
+		behind = res.pending
 		var bad *wallog.BadEntryError
 		if errors.As(err, &bad) {
 			if ferr := flush(); ferr != nil {
-				return 0, ferr
+				return r.applyFailed(ferr, last)
 			}
 			r.log.Error("replication: bad log entry: not applied; resyncing from a snapshot", "stream_seq", bad.StreamSeq, "err", bad.Err)
 			r.event(EventBadEntry, fmt.Sprintf("log entry at stream sequence %d", bad.StreamSeq), 0, bad.Err)
@@ -187,34 +233,26 @@ func (r *Replicator) applyFrom(ctx context.Context, rd *wallog.Reader, rep *appl
 				continue
 			case e.Seq != seq+1:
 				if err := flush(); err != nil {
-					return 0, err
+					return r.applyFailed(err, last)
 				}
 				r.log.Warn("replication: gap in the log; resyncing from a snapshot", "applied", seq, "next", e.Seq)
 				return e.FirstStreamSeq - 1, nil
 			}
 			batch = append(batch, apply.Entry{Txn: e.Txn, Seq: e.Seq, Epoch: e.Epoch, Cursor: e.StreamSeq})
 			seq, last = e.Seq, e
-			if len(batch) >= maxBatch || rd.Pending() == 0 || e.StreamSeq >= until {
+			if len(batch) >= maxBatch || e.StreamSeq >= until {
 				if err := flush(); err != nil {
-					if errors.Is(err, apply.ErrChainBroken) || errors.Is(err, apply.ErrGap) {
-						r.log.Error("replication: log does not continue the replica; resyncing", "err", err)
-						return e.StreamSeq, nil
-					}
-					return 0, err
+					return r.applyFailed(err, last)
 				}
 			}
 		case wallog.KindEpoch:
 			if err := flush(); err != nil {
-				return 0, err
-			}
-			if e.Seq > seq {
-				r.log.Warn("replication: epoch entry after transactions not applied; resyncing", "applied", seq, "epoch_after", e.Seq)
-				return e.StreamSeq, nil
+				return r.applyFailed(err, last)
 			}
 			r.setProcessed(e)
 		case wallog.KindSnapshot:
 			if err := flush(); err != nil {
-				return 0, err
+				return r.applyFailed(err, last)
 			}
 			if e.Seq > seq {
 				// The leader started over from a copy: take it.
@@ -226,6 +264,22 @@ func (r *Replicator) applyFrom(ctx context.Context, rd *wallog.Reader, rep *appl
 			r.setProcessed(e)
 		}
 	}
+}
+
+type readResult struct {
+	e       wallog.Entry
+	err     error
+	pending uint64
+}
+
+// applyFailed decides what a failed ApplyBatch means: a log that does not
+// continue the replica needs a snapshot; anything else (I/O) is an error.
+func (r *Replicator) applyFailed(err error, last wallog.Entry) (uint64, error) {
+	if errors.Is(err, apply.ErrChainBroken) || errors.Is(err, apply.ErrGap) {
+		r.log.Error("replication: log does not continue the replica; resyncing", "err", err)
+		return last.StreamSeq, nil
+	}
+	return 0, err
 }
 
 // errRestarted: the replica was replaced; read again from its cursor.

@@ -43,32 +43,33 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 			r.startFollowing()
 		}
 	}()
+	// Fence first, then read up to our own epoch entry: after it nothing
+	// of an older leader can land, so reading to it is reading all.
 	var app *wallog.Appender
+	var fence wallog.Entry
 	for attempt := 1; ; attempt++ {
 		tail, err := r.cfg.Log.Tail(ctx)
 		if err != nil {
 			return err
 		}
-		if err := r.catchUp(ctx, tail.LastStreamSeq); err != nil {
-			return fmt.Errorf("replication: catch up to %d: %w", tail.LastStreamSeq, err)
+		app, fence, err = r.cfg.Log.Fence(ctx, epoch, r.cfg.Node, tail.LastStreamSeq)
+		if errors.Is(err, wallog.ErrFenced) && attempt < fenceAttempts {
+			continue // an older leader appended meanwhile
 		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	if err := r.catchUp(ctx, fence.StreamSeq); err != nil {
+		return fmt.Errorf("replication: catch up to our epoch entry at %d: %w", fence.StreamSeq, err)
+	}
+	{
 		rep, err := r.replica()
 		if err != nil {
 			return err
 		}
-		at := wallog.Position{StreamSeq: tail.LastStreamSeq, Seq: rep.Applied().Seq, Bytes: r.Status().Bytes}
-		var e wallog.Entry
-		app, e, err = r.cfg.Log.Fence(ctx, epoch, r.cfg.Node, at)
-		if errors.Is(err, wallog.ErrFenced) && attempt < fenceAttempts {
-			continue // an older leader appended meanwhile: read it too
-		}
-		if err != nil {
-			return err
-		}
-		r.mu.Lock()
-		r.processed = e.StreamSeq
-		r.mu.Unlock()
-		break
+		app.SetNext(rep.Applied().Seq, r.Status().Bytes)
 	}
 	rep, err := r.replica()
 	if err != nil {
@@ -92,7 +93,11 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	if err != nil {
 		return err
 	}
-	l := &leader{r: r, epoch: epoch, app: app, cap: cp, wake: make(chan struct{}, 1), lastSnap: time.Now(), shippedCh: make(chan struct{})}
+	l := &leader{
+		r: r, epoch: epoch, app: app, cap: cp, wake: make(chan struct{}, 1), lastSnap: time.Now(),
+		shippedCh: make(chan struct{}), dead: make(chan struct{}), acks: make(chan inflight, maxInflight),
+		shipped: cp.Position(), pos: app.Position(),
+	}
 	if bootstrap {
 		// Nothing to promote: this database is the first. Standbys start
 		// from a copy of it.
@@ -102,9 +107,8 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 		}
 		r.event(EventBootstrapped, "the log starts from this node's database", epoch, nil)
 	}
-	l.shipped, l.pos = cp.Position(), app.Position()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.done = make(chan struct{})
+	l.done, l.confirmed = make(chan struct{}), make(chan struct{})
 	r.mu.Lock()
 	r.leader = l
 	pos := app.Position()
@@ -113,6 +117,7 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	})
 	r.mu.Unlock()
 	go l.run()
+	go l.confirm()
 	r.log.Info("replication: promoted", "epoch", epoch, "seq", pos.Seq, "took", time.Since(start), "bootstrap", bootstrap)
 	r.event(EventPromoted, fmt.Sprintf("at transaction %d in %s", pos.Seq, time.Since(start).Round(time.Millisecond)), epoch, nil)
 	return nil
@@ -149,10 +154,13 @@ type leader struct {
 	app   *wallog.Appender
 	cap   *capture.Capturer
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	wake   chan struct{} // a snapshot was requested
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{} // run returned
+	confirmed chan struct{} // confirm returned
+	acks      chan inflight
+	dead      chan struct{} // closed by the first failure
+	wake      chan struct{} // a snapshot was requested
 
 	mu        sync.Mutex
 	shipped   walfile.Position // capture position after the last shipped transaction
@@ -236,34 +244,111 @@ func (l *leader) next() (walfile.Txn, error) {
 	return txn, err
 }
 
-// ship appends one transaction.
+// maxInflight bounds the entries published and not yet acknowledged.
+const maxInflight = 512
+
+// inflight is a shipped transaction awaiting its acknowledgement.
+type inflight struct {
+	p    *wallog.Pending
+	end  walfile.Position // the capture's position after the transaction
+	size uint64
+}
+
+// ship publishes one transaction without waiting for its acknowledgement
+// (confirm waits, in order): the leader keeps up to maxInflight entries
+// in flight, so that the round trip to JetStream does not bound the rate.
 func (l *leader) ship(txn walfile.Txn) error {
-	e, err := l.app.AppendTxn(l.ctx, wallog.Entry{Txn: txn, Time: time.Now()})
+	p, err := l.app.AppendTxnAsync(wallog.Entry{Txn: txn, Time: time.Now()})
 	if err != nil {
 		return err
 	}
+	f := inflight{p: p, end: walfile.Position{Salt: txn.Salt, Offset: txn.End, Checksum: txn.Post}, size: uint64(txn.End - txn.Start)}
+	select {
+	case l.acks <- f:
+		return nil
+	case <-l.dead:
+		return l.failure()
+	case <-l.ctx.Done():
+		return l.ctx.Err()
+	}
+}
+
+// confirm waits for the acknowledgements in order and records what the
+// log holds; the first failure stops shipping (every later append fails
+// too, see wallog.AppendTxnAsync).
+func (l *leader) confirm() {
+	defer close(l.confirmed)
+	for {
+		var f inflight
+		select {
+		case f = <-l.acks:
+		case <-l.ctx.Done():
+			return
+		}
+		if err := f.p.Wait(l.ctx); err != nil {
+			if l.ctx.Err() == nil {
+				l.fail(err)
+			}
+			return
+		}
+		e := f.p.Entry
+		l.mu.Lock()
+		l.pos = wallog.Position{StreamSeq: e.StreamSeq, Seq: e.Seq, Bytes: e.Bytes}
+		l.shipped = f.end
+		l.sinceSnap += f.size
+		close(l.shippedCh)
+		l.shippedCh = make(chan struct{})
+		l.mu.Unlock()
+		l.r.update(func(s *Status) {
+			s.Seq, s.Cursor, s.Bytes = e.Seq, e.StreamSeq, e.Bytes
+			s.Applied++
+		})
+	}
+}
+
+// waitAcked waits until the log acknowledged everything up to stream
+// sequence seq.
+func (l *leader) waitAcked(ctx context.Context, seq uint64) error {
+	for {
+		l.mu.Lock()
+		pos, ch, err := l.pos, l.shippedCh, l.err
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if pos.StreamSeq >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *leader) failure() error {
 	l.mu.Lock()
-	l.pos = l.app.Position()
-	l.shipped = walfile.Position{Salt: txn.Salt, Offset: txn.End, Checksum: txn.Post}
-	l.sinceSnap += uint64(txn.End - txn.Start)
-	close(l.shippedCh)
-	l.shippedCh = make(chan struct{})
-	l.mu.Unlock()
-	l.r.update(func(s *Status) {
-		s.Seq, s.Cursor, s.Bytes = e.Seq, e.StreamSeq, e.Bytes
-		s.Applied++
-	})
-	return nil
+	defer l.mu.Unlock()
+	return l.err
 }
 
 // fail records why shipping stopped and tells the caller, which steps
-// down: a leader that cannot ship must not go on taking writes.
+// down: a leader that cannot ship must not go on taking writes. Only the
+// first failure counts.
 func (l *leader) fail(err error) {
+	first := false
 	l.mu.Lock()
-	l.err = err
-	close(l.shippedCh)
-	l.shippedCh = make(chan struct{})
+	if l.err == nil {
+		l.err, first = err, true
+		close(l.dead)
+		close(l.shippedCh)
+		l.shippedCh = make(chan struct{})
+	}
 	l.mu.Unlock()
+	if !first {
+		return
+	}
 	kind := EventShipFailed
 	if errors.Is(err, wallog.ErrFenced) {
 		kind = EventFenced
@@ -350,6 +435,7 @@ func (l *leader) stop() error {
 	if l.cancel != nil {
 		l.cancel()
 		<-l.done
+		<-l.confirmed
 	}
 	return l.cap.Close()
 }
@@ -392,6 +478,13 @@ func (l *leader) snapshot(ctx context.Context, reset bool) error {
 	}
 	info.Epoch = l.epoch
 	if reset {
+		// What is in flight lands before the snapshot's entry (or the
+		// entry fails with it); wait, so the acknowledged position is
+		// the snapshot's once its entry is in.
+		if err := l.waitAcked(ctx, l.app.Position().StreamSeq); err != nil {
+			os.Remove(tmp)
+			return err
+		}
 		for range pending { // already in the copy
 			if _, err := l.cap.Next(ctx); err != nil {
 				os.Remove(tmp)
@@ -441,6 +534,11 @@ func (l *leader) snapshot(ctx context.Context, reset bool) error {
 			l.mu.Unlock()
 		}()
 		start := time.Now()
+		// Only a snapshot whose transactions are all in the log is one a
+		// standby may continue from.
+		if err := l.waitAcked(l.ctx, at.StreamSeq); err != nil {
+			return
+		}
 		m, err := r.cfg.Snapshots.Put(l.ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Node: r.cfg.Node})
 		if err != nil {
 			r.log.Warn("replication: snapshot upload failed", "err", err)

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 // cluster is one app's replication on several in-process nodes sharing an
 // embedded NATS server; each node has its own database path and replica.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	js    jetstream.JetStream
 	nc    *nats.Conn
@@ -56,7 +56,7 @@ type node struct {
 	events []string
 }
 
-func newCluster(t *testing.T, cfg func(*replication.Config)) *cluster {
+func newCluster(t testing.TB, cfg func(*replication.Config)) *cluster {
 	t.Helper()
 	srv, err := state.StartServer(context.Background(), state.ServerConfig{StoreDir: t.TempDir()})
 	if err != nil {
@@ -151,7 +151,7 @@ func (n *node) failures() []error {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -164,7 +164,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 // waitApplied ships everything committed on the leader and waits until
 // every standby given has applied it.
-func waitApplied(t *testing.T, leader *node, standbys ...*node) {
+func waitApplied(t testing.TB, leader *node, standbys ...*node) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -185,7 +185,7 @@ func waitApplied(t *testing.T, leader *node, standbys ...*node) {
 
 // replicaIDs checks a standby's replica (a copy of it, so that applying
 // may go on) and returns its writer IDs.
-func replicaIDs(t *testing.T, n *node) []int64 {
+func replicaIDs(t testing.TB, n *node) []int64 {
 	t.Helper()
 	src := filepath.Join(filepath.Dir(n.path), "replica", apply.DBName)
 	b, err := os.ReadFile(src)
@@ -203,7 +203,7 @@ func replicaIDs(t *testing.T, n *node) []int64 {
 	return ids
 }
 
-func dbIDs(t *testing.T, path string) []int64 {
+func dbIDs(t testing.TB, path string) []int64 {
 	t.Helper()
 	integ, _, ids := sqlitetest.DBState(t, path)
 	if integ != "ok" {
@@ -221,7 +221,7 @@ func writerArgs(path string, start, n int, rate string) []string {
 		"-checkpoint-every", "23", "-schema-every", "61", "-rollback-every", "53", "-cache-size", "50"}
 }
 
-func promote(t *testing.T, n *node, epoch uint64) {
+func promote(t testing.TB, n *node, epoch uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -367,6 +367,12 @@ func TestFencedOldLeader(t *testing.T) {
 	for {
 		e, err := rd.Next(ctx)
 		if err != nil {
+			st, _ := c.js.Stream(ctx, "wal_db")
+			for seq := tail.LastStreamSeq - 12; seq <= tail.LastStreamSeq; seq++ {
+				if m, gerr := st.GetMsg(ctx, seq); gerr == nil {
+					t.Logf("%d: %s epoch=%s seq=%s part=%s expect=%s", seq, m.Header.Get("Gcl-Kind"), m.Header.Get("Gcl-Epoch"), m.Header.Get("Gcl-Seq"), m.Header.Get("Gcl-Part"), m.Header.Get("Nats-Expected-Last-Sequence"))
+				}
+			}
 			t.Fatal(err)
 		}
 		if e.Kind == wallog.KindEpoch && e.Epoch == 2 {

@@ -27,7 +27,7 @@ const exitCodesHelp = `EXIT CODES:
    0  success (warnings may have been printed)
    1  invalid job file, a failed check, bad usage, an unreachable cluster or any other error
    2  job plan / job apply: there are (were) changes; job run: a job cannot be placed or its
-      instances failed (see each command's help)`
+      instances failed; snapshot restore -cluster: not supported yet (see each command's help)`
 
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
@@ -62,6 +62,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
    gcl job run examples/jobs/api.hcl
    gcl job status api
    gcl job validate examples/jobs/database.hcl
+   gcl snapshot list database
    gcl fmt -check examples/jobs`,
 		Description: exitCodesHelp,
 		Commands:    commands(),
@@ -90,6 +91,7 @@ func commands() []*cli.Command {
 		nodeCommand(),
 		appCommand(),
 		stepdownCommand(),
+		snapshotCommand(),
 		fmtCommand(),
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ozanturksever/go-cluster/internal/sqlitetest"
 	"github.com/ozanturksever/go-cluster/state"
 )
 
@@ -21,7 +22,9 @@ import (
 // show up in the node processes too and fail the test.
 func TestMain(m *testing.M) {
 	MaybeRunNode()
-	os.Exit(m.Run())
+	code := m.Run()
+	sqlitetest.Cleanup()
+	os.Exit(code)
 }
 
 const (

@@ -76,7 +76,8 @@ func AppendEvent(path, kind, node string, epoch uint64, at time.Time) error {
 }
 
 // Interval is one term during which a node acted as the leader: from its
-// OnActive to its OnPassive, or to the moment it was SIGKILLed.
+// OnActive to its OnPassive, or to the moment it was SIGKILLed or paused
+// (SIGSTOP).
 type Interval struct {
 	Node   string
 	Epoch  uint64
@@ -84,6 +85,13 @@ type Interval struct {
 	End    time.Time // zero while Open
 	Open   bool      // still active as far as the log tells
 	Killed bool      // ended by SIGKILL: End is the time just before the kill
+	// Paused: ended by SIGSTOP (End is the time just before it). Noticed
+	// is when the node, resumed, first told the term was over (its stop,
+	// or its "lost" line; zero until then); Passive, that its OnPassive
+	// ran (its stop for the term is in the log).
+	Paused  bool
+	Noticed time.Time
+	Passive bool
 }
 
 func (iv Interval) String() string {
@@ -91,6 +99,13 @@ func (iv Interval) String() string {
 	switch {
 	case iv.Killed:
 		end = "killed " + iv.End.Format("15:04:05.000000")
+	case iv.Paused && iv.Noticed.IsZero():
+		end = "paused " + iv.End.Format("15:04:05.000000")
+	case iv.Paused:
+		end = "paused " + iv.End.Format("15:04:05.000000") + ", over " + iv.Noticed.Format("15:04:05.000000")
+		if !iv.Passive {
+			end += " without OnPassive"
+		}
 	case !iv.Open:
 		end = iv.End.Format("15:04:05.000000")
 	}
@@ -99,10 +114,14 @@ func (iv Interval) String() string {
 
 // Intervals turns events into leadership intervals, sorted by start. It
 // fails on a log that contradicts itself: a start while already active, a
-// stop for another epoch, an exit while active.
+// stop for another epoch, an exit while active. A term open when its node
+// was paused ends at the pause; once resumed, the node must tell the term
+// is over (its stop, or its "lost" line: Noticed) before it starts
+// another.
 func Intervals(events []Event) ([]Interval, error) {
 	type key struct{ file, node string }
 	open := map[key]*Interval{}
+	paused := map[key]int{} // index in out of a paused term whose stop is due
 	var out []Interval
 	var errs []error
 	for _, e := range events {
@@ -113,8 +132,36 @@ func Intervals(events []Event) ([]Interval, error) {
 			if cur != nil {
 				errs = append(errs, fmt.Errorf("%v: start while %v is still active", e, *cur))
 			}
+			if i, ok := paused[k]; ok {
+				if out[i].Noticed.IsZero() {
+					errs = append(errs, fmt.Errorf("%v: start before the end of the paused term %v", e, out[i]))
+				}
+				delete(paused, k)
+			}
 			open[k] = &Interval{Node: e.Node, Epoch: e.Epoch, Start: e.At, Open: true}
+		case KindPaused:
+			if cur != nil {
+				cur.End, cur.Open, cur.Paused = e.At, false, true
+				out = append(out, *cur)
+				delete(open, k)
+				paused[k] = len(out) - 1
+			}
+		case KindLost:
+			if i, ok := paused[k]; ok && cur == nil && out[i].Epoch == e.Epoch && out[i].Noticed.IsZero() {
+				out[i].Noticed = e.At
+			}
 		case KindStop:
+			if i, ok := paused[k]; ok && cur == nil {
+				delete(paused, k)
+				if out[i].Epoch != e.Epoch {
+					errs = append(errs, fmt.Errorf("%v: stop for another epoch than the paused %v", e, out[i]))
+				}
+				if out[i].Noticed.IsZero() {
+					out[i].Noticed = e.At
+				}
+				out[i].Passive = true
+				continue
+			}
 			if cur == nil {
 				errs = append(errs, fmt.Errorf("%v: stop while not active", e))
 				continue
@@ -126,12 +173,19 @@ func Intervals(events []Event) ([]Interval, error) {
 			out = append(out, *cur)
 			delete(open, k)
 		case KindKilled:
+			delete(paused, k)
 			if cur != nil {
 				cur.End, cur.Open, cur.Killed = e.At, false, true
 				out = append(out, *cur)
 				delete(open, k)
 			}
 		case KindExit:
+			if i, ok := paused[k]; ok {
+				if out[i].Noticed.IsZero() {
+					errs = append(errs, fmt.Errorf("%v: exited without ending the paused term %v", e, out[i]))
+				}
+				delete(paused, k)
+			}
 			if cur != nil {
 				errs = append(errs, fmt.Errorf("%v: exited while %v is active", e, *cur))
 				delete(open, k)

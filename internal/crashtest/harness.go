@@ -79,6 +79,9 @@ func (c *Cluster) Start(id, natsURL string) (*Proc, error) {
 	}
 	fmt.Fprintf(stderr, "=== crashtest: starting %s at %s\n", id, time.Now().Format(time.RFC3339Nano))
 	cfg := NodeConfig{NATSURL: natsURL, NodeID: id, Platform: c.Platform, LeaseTTL: c.LeaseTTL, LogPath: p.LogPath, Mode: c.Mode}
+	if c.Mode == ModeSQLite {
+		cfg.DataDir = c.DataDir(id)
+	}
 	cmd := exec.Command(c.Exe)
 	// A race-enabled node would sleep a second at exit (the race runtime's
 	// atexit_sleep_ms); the harness waits for exits, so skip that.
@@ -105,6 +108,12 @@ func (c *Cluster) Start(id, natsURL string) (*Proc, error) {
 	c.nodes[id] = p
 	return p, nil
 }
+
+// DataDir is node id's data directory in ModeSQLite (kept across restarts).
+func (c *Cluster) DataDir(id string) string { return filepath.Join(c.Dir, id) }
+
+// DBPath is node id's database in ModeSQLite: the live one while it leads.
+func (c *Cluster) DBPath(id string) string { return SQLitePath(c.DataDir(id)) }
 
 // Node returns the latest process of node id.
 func (c *Cluster) Node(id string) *Proc {

@@ -62,6 +62,30 @@ func TestCheckIntervals(t *testing.T) {
 		{"stop of another epoch", []Event{
 			ev("a", KindStart, "a", 1, 0), ev("a", KindStop, "a", 2, 10),
 		}, "another epoch"},
+		{"paused before successor, stop after resume", []Event{
+			ev("a", KindStart, "a", 1, 0), ev("a", KindPaused, "a", 0, 50),
+			ev("b", KindStart, "b", 3, 1100),
+			ev("a", KindResumed, "a", 0, 1200), ev("a", KindStop, "a", 1, 1201),
+			ev("b", KindStop, "b", 3, 2900), ev("a", KindStart, "a", 5, 3000),
+		}, ""},
+		{"successor before the pause", []Event{
+			ev("a", KindStart, "a", 1, 0), ev("a", KindPaused, "a", 0, 50),
+			ev("b", KindStart, "b", 3, 40),
+		}, "overlap"},
+		{"start before the paused term's end", []Event{
+			ev("a", KindStart, "a", 1, 0), ev("a", KindPaused, "a", 0, 50),
+			ev("a", KindResumed, "a", 0, 1200), ev("a", KindStart, "a", 3, 1300),
+		}, "paused term"},
+		{"paused term lost without OnPassive, then a new term", []Event{
+			ev("a", KindStart, "a", 1, 0), ev("a", KindPaused, "a", 0, 50),
+			ev("b", KindStart, "b", 3, 1100), ev("a", KindResumed, "a", 0, 1200),
+			ev("a", KindLost, "a", 1, 1201), ev("b", KindStop, "b", 3, 2900),
+			ev("a", KindStart, "a", 5, 3000),
+		}, ""},
+		{"paused term stopped with another epoch", []Event{
+			ev("a", KindStart, "a", 1, 0), ev("a", KindPaused, "a", 0, 50),
+			ev("a", KindResumed, "a", 0, 1200), ev("a", KindStop, "a", 2, 1300),
+		}, "another epoch"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

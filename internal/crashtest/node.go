@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -26,8 +27,19 @@ const (
 	EnvPlatform = "GCL_CRASHTEST_PLATFORM"
 	EnvLeaseTTL = "GCL_CRASHTEST_LEASE_TTL" // a time.Duration; empty: library default
 	EnvLogPath  = "GCL_CRASHTEST_LOG"
-	EnvMode     = "GCL_CRASHTEST_MODE" // "" (singleton AppName) or ModeRing
+	EnvMode     = "GCL_CRASHTEST_MODE"     // "" (singleton AppName), ModeRing or ModeSQLite
+	EnvDataDir  = "GCL_CRASHTEST_DATA_DIR" // ModeSQLite: the node's database and state directory
 )
+
+// ModeSQLite: the node runs the singleton AppName with WithSQLite on
+// SQLitePath(DataDir) and its platform state (replica included) under
+// DataDir/state. SIGUSR2 makes it call SyncDB and log KindSynced (or
+// KindSyncErr).
+const ModeSQLite = "sqlite"
+
+// SQLitePath is the database of a ModeSQLite node whose data directory is
+// dataDir (each node has its own file; the leader's is live).
+func SQLitePath(dataDir string) string { return filepath.Join(dataDir, "app.db") }
 
 // AppName is the singleton app every node runs.
 const AppName = "db"
@@ -46,7 +58,25 @@ const (
 	KindStepDown    = "stepdown" // StepDown (on SIGUSR1) returned without error
 	KindStepErr     = "stepdown-error"
 	KindExit        = "exit" // Run returned; the process exits next
-	KindKilled      = "killed"
+	// KindLost: the library ended a term that was serving (Election's
+	// IsLeader turned false or its epoch changed), as the node saw it
+	// polling; OnPassive (KindStop) should follow or precede it closely.
+	KindLost   = "lost"
+	KindKilled = "killed"
+	// KindSynced: SyncDB (on SIGUSR2) returned without error: every
+	// transaction committed to the node's database before the signal is
+	// in the log. Its epoch field is the log's transaction number after
+	// them (the replication status's Seq). KindSyncErr: SyncDB failed
+	// (epoch field: the election epoch).
+	KindSynced  = "synced"
+	KindSyncErr = "sync-error"
+	// KindPaused and KindResumed are appended by the harness around a
+	// SIGSTOP (Proc.Pause) and the SIGCONT (Proc.Resume) that ends it: a
+	// paused process does nothing, so a term open at the pause ends there
+	// as far as acting goes; the node's own stop for it comes after the
+	// resume.
+	KindPaused  = "paused"
+	KindResumed = "resumed"
 )
 
 // NodeConfig configures one node process.
@@ -56,7 +86,8 @@ type NodeConfig struct {
 	Platform string
 	LeaseTTL time.Duration // 0: library default
 	LogPath  string        // event log, appended to
-	Mode     string        // "": the singleton app; ModeRing: the ring app
+	Mode     string        // "": the singleton app; ModeRing: the ring app; ModeSQLite
+	DataDir  string        // ModeSQLite: database and state directory
 }
 
 // Env is the environment that makes MaybeRunNode run cfg.
@@ -74,6 +105,9 @@ func (c NodeConfig) Env() []string {
 	if c.Mode != "" {
 		env = append(env, EnvMode+"="+c.Mode)
 	}
+	if c.DataDir != "" {
+		env = append(env, EnvDataDir+"="+c.DataDir)
+	}
 	return env
 }
 
@@ -90,6 +124,7 @@ func MaybeRunNode() {
 		Platform: os.Getenv(EnvPlatform),
 		LogPath:  os.Getenv(EnvLogPath),
 		Mode:     os.Getenv(EnvMode),
+		DataDir:  os.Getenv(EnvDataDir),
 	}
 	if s := os.Getenv(EnvLeaseTTL); s != "" {
 		d, err := time.ParseDuration(s)
@@ -142,7 +177,8 @@ func (l *eventLog) write(kind string, epoch uint64) {
 
 // RunNode runs one node until SIGTERM or SIGINT and returns the process exit
 // code. The node runs the singleton app AppName and logs its transitions to
-// cfg.LogPath. SIGUSR1 makes it step down if it leads.
+// cfg.LogPath. SIGUSR1 makes it step down if it leads. In ModeSQLite the
+// app replicates its database and SIGUSR2 makes the node sync it.
 func RunNode(cfg NodeConfig) int {
 	if cfg.NATSURL == "" || cfg.NodeID == "" || cfg.Platform == "" || cfg.LogPath == "" {
 		fmt.Fprintln(os.Stderr, "crashtest node: NATS URL, node ID, platform and log path are required")
@@ -161,10 +197,18 @@ func RunNode(cfg NodeConfig) int {
 	if cfg.LeaseTTL > 0 {
 		opts = append(opts, cluster.WithLeaseTTL(cfg.LeaseTTL))
 	}
+	sqlite := cfg.Mode == ModeSQLite
+	if sqlite {
+		if cfg.DataDir == "" {
+			fmt.Fprintln(os.Stderr, "crashtest node: the SQLite mode needs a data directory")
+			return 2
+		}
+		opts = append(opts, cluster.WithStateDir(filepath.Join(cfg.DataDir, "state")))
+	}
 	// Signals first: a signal that arrives while connecting must not kill
 	// the process with the default action.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
 	p, err := cluster.NewPlatform(cfg.Platform, cfg.NodeID, cfg.NATSURL, opts...)
@@ -177,7 +221,11 @@ func RunNode(cfg NodeConfig) int {
 		return runRingNode(p, ev, sigs)
 	}
 
-	app := cluster.NewApp(AppName, cluster.Singleton())
+	appOpts := []cluster.Option{cluster.Singleton()}
+	if sqlite {
+		appOpts = append(appOpts, cluster.WithSQLite(SQLitePath(cfg.DataDir)))
+	}
+	app := cluster.NewApp(AppName, appOpts...)
 	var (
 		mu      sync.Mutex
 		active  bool
@@ -201,12 +249,21 @@ func RunNode(cfg NodeConfig) int {
 			for {
 				if el := app.Election(); el.IsLeader() && el.Epoch() == e {
 					ev.write(KindServing, e)
-					return
+					break
 				}
 				select {
 				case <-done:
 					return
 				case <-t.C:
+				}
+			}
+			// Then tell when the library ends the term, whether or not
+			// OnPassive follows.
+			t.Reset(5 * time.Millisecond)
+			for range t.C {
+				if el := app.Election(); !el.IsLeader() || el.Epoch() != e {
+					ev.write(KindLost, e)
+					return
 				}
 			}
 		}()
@@ -240,7 +297,21 @@ func RunNode(cfg NodeConfig) int {
 		return 1
 	}
 
-	return runUntilSignalled(p, ev, sigs, func() {
+	var onUSR2 func()
+	if sqlite {
+		onUSR2 = func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer scancel()
+			if err := app.SyncDB(sctx); err != nil {
+				fmt.Fprintf(os.Stderr, "crashtest node: sync: %v\n", err)
+				ev.write(KindSyncErr, app.Election().Epoch())
+				return
+			}
+			st, _ := app.ReplicationStatus()
+			ev.write(KindSynced, st.Seq)
+		}
+	}
+	return runUntilSignalled(p, ev, sigs, onUSR2, func() {
 		e := app.Election().Epoch()
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
@@ -253,17 +324,25 @@ func RunNode(cfg NodeConfig) int {
 	})
 }
 
-// runUntilSignalled runs p until SIGTERM or SIGINT, calls onUSR1 (in its
-// own goroutine) on SIGUSR1, logs the exit and returns the exit code.
-func runUntilSignalled(p *cluster.Platform, ev *eventLog, sigs <-chan os.Signal, onUSR1 func()) int {
+// runUntilSignalled runs p until SIGTERM or SIGINT, calls onUSR1 and
+// onUSR2 (each in its own goroutine; nil: ignored) on SIGUSR1 and SIGUSR2,
+// logs the exit and returns the exit code.
+func runUntilSignalled(p *cluster.Platform, ev *eventLog, sigs <-chan os.Signal, onUSR2, onUSR1 func()) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		for s := range sigs {
-			if s != syscall.SIGUSR1 {
+			switch s {
+			case syscall.SIGUSR1:
+				if onUSR1 != nil {
+					go onUSR1()
+				}
+			case syscall.SIGUSR2:
+				if onUSR2 != nil {
+					go onUSR2()
+				}
+			default:
 				cancel()
-			} else if onUSR1 != nil {
-				go onUSR1()
 			}
 		}
 	}()

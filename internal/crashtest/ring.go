@@ -47,7 +47,7 @@ func runRingNode(p *cluster.Platform, ev *eventLog, sigs <-chan os.Signal) int {
 		fmt.Fprintf(os.Stderr, "crashtest node: %v\n", err)
 		return 1
 	}
-	return runUntilSignalled(p, ev, sigs, nil)
+	return runUntilSignalled(p, ev, sigs, nil, nil)
 }
 
 // PartitionInterval is a time a node owned a partition, per the logs.

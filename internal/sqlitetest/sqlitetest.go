@@ -20,6 +20,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 )
@@ -61,6 +62,7 @@ func Cleanup() {
 // Run is the output of a writer process.
 type Run struct {
 	Commits     []int64
+	CommitTimes []time.Time // when each commit line was read
 	Checkpoints map[string][]string // mode → outcomes
 	Vacuums     int
 	Rollbacks   int
@@ -112,6 +114,7 @@ func (w *Writer) line(line string) {
 	case len(f) == 2 && f[0] == "commit":
 		id, _ := strconv.ParseInt(f[1], 10, 64)
 		w.run.Commits = append(w.run.Commits, id)
+		w.run.CommitTimes = append(w.run.CommitTimes, time.Now())
 	case len(f) > 2 && f[0] == "checkpoint":
 		w.run.Checkpoints[f[1]] = append(w.run.Checkpoints[f[1]], strings.Join(f[2:], " "))
 	case len(f) > 0 && f[0] == "vacuum":

@@ -48,6 +48,7 @@ func main() {
 		ckptBusy    = flag.Int("checkpoint-busy-timeout", 200, "busy timeout in ms for the checkpoints (FULL, RESTART and TRUNCATE wait for readers)")
 		stdin       = flag.Bool("stdin", false, "stop when standard input is closed")
 		initOnly    = flag.Bool("init", false, "create the schema and exit")
+		small       = flag.Bool("small", false, "each transaction only inserts its ID and one 100-byte row (an OLTP-like write, for latency benchmarks)")
 	)
 	flag.Parse()
 	if *path == "" {
@@ -114,6 +115,19 @@ func main() {
 			next = next.Add(interval)
 		}
 		id := *start + i
+		if *small {
+			err := smallTxn(ctx, db, r, id)
+			if err != nil && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "sqlitewriter: txn %d: %v\n", id, err)
+				os.Exit(1)
+			}
+			if err != nil {
+				break
+			}
+			fmt.Printf("commit %d\n", id)
+			committed++
+			continue
+		}
 		if err := txn(ctx, db, r, id, *blobEvery > 0 && id%*blobEvery == 0, *blobSize, *schemaEvery > 0 && id%*schemaEvery == 0); err != nil {
 			if ctx.Err() != nil {
 				break
@@ -203,6 +217,22 @@ func txn(ctx context.Context, db *sql.DB, r *rand.Rand, id int, big bool, bigSiz
 				return fmt.Errorf("%s: %w", q, err)
 			}
 		}
+	}
+	return tx.Commit()
+}
+
+// smallTxn commits transaction id as one small row and its log entry.
+func smallTxn(ctx context.Context, db *sql.DB, r *rand.Rand, id int) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO log (id, at) VALUES (?, ?)", id, time.Now().UnixNano()); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO data (k, v) VALUES (?, ?)", id, blob(r, 100)); err != nil {
+		return err
 	}
 	return tx.Commit()
 }

@@ -8,7 +8,6 @@
 //	txn       one committed transaction captured from the leader's WAL,
 //	          numbered by Seq (1, 2, 3, ... without gaps across epochs)
 //	epoch     a leader's first entry: it fences older leaders off (below)
-//	          and says from where its transactions come
 //	snapshot  the database is replaced by an object-store snapshot whose
 //	          state is after transaction Seq: the leader lost track of its
 //	          WAL and starts over from a copy
@@ -69,7 +68,7 @@ type Entry struct {
 	Kind  Kind
 	Epoch uint64
 	// Seq: for a txn, its number; for a snapshot, the last transaction
-	// its state includes; for an epoch, the last transaction before it.
+	// its state includes; 0 for an epoch entry.
 	Seq uint64
 	// Txn is a txn entry's transaction.
 	Txn walfile.Txn

@@ -38,9 +38,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		Replicas: replicas,
 		// Retention is by purge after a snapshot (Purge), never by a
 		// limit that could drop what a standby still needs.
-		Retention:  jetstream.LimitsPolicy,
-		Discard:    jetstream.DiscardOld,
-		Duplicates: 0,
+		Retention: jetstream.LimitsPolicy,
+		Discard:   jetstream.DiscardOld,
+		// Messages carry IDs for the fencing chain (Appender.expect);
+		// the duplicate window that comes with them needs to cover only
+		// a retried publish.
+		Duplicates: 30 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wallog: open stream %s: %w", cfg.Stream, err)
@@ -101,17 +104,51 @@ type Appender struct {
 	epoch uint64
 	node  string
 	pos   Position
+	// lastID is the message ID of this Appender's last message: every
+	// append after the epoch entry expects it to be the stream's last
+	// (see expect).
+	lastID string
 }
 
-// Fence appends the epoch entry of a new leader that has read and applied
-// the log up to at (at.StreamSeq is the last message it saw) and returns
-// its Appender. ErrFenced means the log grew meanwhile: read on and try
-// again.
-func (l *Log) Fence(ctx context.Context, epoch uint64, node string, at Position) (*Appender, Entry, error) {
-	a := &Appender{log: l, epoch: epoch, node: node, pos: at}
-	e := Entry{Kind: KindEpoch, Epoch: epoch, Seq: at.Seq, Node: node, Time: time.Now(), Bytes: at.Bytes}
+// msgID names a message by epoch and the stream sequence it is meant to
+// land at: unique, since one epoch has one leader.
+func (a *Appender) msgID(streamSeq uint64) string {
+	return fmt.Sprintf("gcl-%d-%d", a.epoch, streamSeq)
+}
+
+// expect is the precondition of the next message: after the epoch entry,
+// that the stream's last message is this Appender's last one. A message
+// ID, not a sequence number, because entries are published ahead of their
+// acknowledgements: had a newer leader's entry landed where this
+// Appender's failed message was meant to, a sequence number would match
+// and the next message would land after the newer leader's; its ID
+// cannot match.
+func (a *Appender) expect(last uint64) jetstream.PublishOpt {
+	if a.lastID == "" {
+		return jetstream.WithExpectLastSequence(last)
+	}
+	return jetstream.WithExpectLastMsgID(a.lastID)
+}
+
+// Fence appends the epoch entry of a new leader, expecting the log to end
+// at stream sequence last (what Tail said), and returns its Appender. From
+// then on no older leader can append (see the package doc), so the new
+// leader can read the log up to its epoch entry and know it has all of it;
+// an entry an older leader was writing in parts when fenced stays
+// incomplete and readers drop it. The Appender numbers transactions from
+// 1 until SetNext says where the log stands. ErrFenced means the log grew
+// meanwhile: read Tail again and retry.
+func (l *Log) Fence(ctx context.Context, epoch uint64, node string, last uint64) (*Appender, Entry, error) {
+	a := &Appender{log: l, epoch: epoch, node: node, pos: Position{StreamSeq: last}}
+	e := Entry{Kind: KindEpoch, Epoch: epoch, Node: node, Time: time.Now()}
 	err := a.append(ctx, &e, nil)
 	return a, e, err
+}
+
+// SetNext tells a fenced Appender the last transaction in the log (its
+// seq and byte count), once its leader has read up to its epoch entry.
+func (a *Appender) SetNext(seq, bytes uint64) {
+	a.pos.Seq, a.pos.Bytes = seq, bytes
 }
 
 // Position is where the Appender is.
@@ -151,6 +188,124 @@ func (a *Appender) AppendSnapshot(ctx context.Context, name string, seq uint64) 
 // where the Appender believes it does.
 func (a *Appender) append(ctx context.Context, e *Entry, body []byte) error {
 	e.Epoch, e.Node = a.epoch, a.node
+	h := a.headers(e)
+	parts := max(1, (len(body)+a.log.maxPart-1)/a.log.maxPart)
+	last := a.pos.StreamSeq
+	for i := range parts {
+		lo, hi := i*a.log.maxPart, min(len(body), (i+1)*a.log.maxPart)
+		msg := &nats.Msg{Subject: a.log.subject, Header: partHeader(h, i, parts), Data: body[lo:hi]}
+		id := a.msgID(last + 1)
+		ack, err := a.log.js.PublishMsg(ctx, msg, a.expect(last), jetstream.WithMsgID(id))
+		if err != nil {
+			return appendError(err, a.epoch, last)
+		}
+		if ack.Sequence != last+1 {
+			return fmt.Errorf("wallog: append landed at %d, expected %d", ack.Sequence, last+1)
+		}
+		if i == 0 {
+			e.FirstStreamSeq = ack.Sequence
+		}
+		last, a.lastID = ack.Sequence, id
+	}
+	e.StreamSeq = last
+	a.pos.StreamSeq = last
+	a.pos.Seq = max(a.pos.Seq, e.Seq)
+	a.pos.Bytes = e.Bytes
+	return nil
+}
+
+// Pending is an entry published without waiting for its acknowledgement
+// (AppendTxnAsync).
+type Pending struct {
+	Entry Entry
+	futs  []jetstream.PubAckFuture
+	want  []uint64 // the stream sequence each part must land at
+	epoch uint64
+}
+
+// AppendTxnAsync is AppendTxn without waiting: the entry's messages go out
+// at once and Pending.Wait reports whether they landed. The Appender moves
+// on as if they had, so that a leader keeps many entries in flight; since
+// every message still expects the one before it to be the stream's last,
+// once one fails every later one fails too: the caller waits for its
+// Pendings in order and stops at the first error. Entry.StreamSeq and
+// FirstStreamSeq are where the entry will land.
+func (a *Appender) AppendTxnAsync(e Entry) (*Pending, error) {
+	if err := e.Txn.Verify(); err != nil {
+		return nil, fmt.Errorf("wallog: append: %w", err)
+	}
+	e.Kind, e.Seq = KindTxn, a.pos.Seq+1
+	e.Bytes = a.pos.Bytes + uint64(e.Txn.End-e.Txn.Start)
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Epoch, e.Node = a.epoch, a.node
+	h := a.headers(&e)
+	body := encodeFrames(e.Txn)
+	parts := max(1, (len(body)+a.log.maxPart-1)/a.log.maxPart)
+	p := &Pending{epoch: a.epoch}
+	last := a.pos.StreamSeq
+	for i := range parts {
+		ph := partHeader(h, i, parts)
+		lo, hi := i*a.log.maxPart, min(len(body), (i+1)*a.log.maxPart)
+		msg := &nats.Msg{Subject: a.log.subject, Header: ph, Data: body[lo:hi]}
+		id := a.msgID(last + 1)
+		fut, err := a.log.js.PublishMsgAsync(msg, a.expect(last), jetstream.WithMsgID(id))
+		if err != nil {
+			// Not sent: nothing after it may be either; the Appender
+			// stays where it was before this entry only if no part
+			// went out, which the caller cannot tell: it must stop.
+			return nil, fmt.Errorf("wallog: append: %w", err)
+		}
+		last, a.lastID = last+1, id
+		p.futs = append(p.futs, fut)
+		p.want = append(p.want, last)
+	}
+	e.FirstStreamSeq, e.StreamSeq = a.pos.StreamSeq+1, last
+	p.Entry = e
+	a.pos = Position{StreamSeq: last, Seq: e.Seq, Bytes: e.Bytes}
+	return p, nil
+}
+
+// Wait waits until every message of the entry was acknowledged where it
+// was meant to land.
+func (p *Pending) Wait(ctx context.Context) error {
+	for i, fut := range p.futs {
+		select {
+		case ack := <-fut.Ok():
+			if ack.Sequence != p.want[i] {
+				return fmt.Errorf("wallog: entry part landed at %d, expected %d", ack.Sequence, p.want[i])
+			}
+		case err := <-fut.Err():
+			return appendError(err, p.epoch, p.want[i]-1)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// errCodeWrongLastMsgID is the server's JSStreamWrongLastMsgIDErrF
+// (nats.go names no constant for it).
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+
+// appendError classifies a failed publish: a wrong last sequence means a
+// newer leader appended (ErrFenced).
+func appendError(err error, epoch, expected uint64) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant ||
+		apiErr.ErrorCode == errCodeWrongLastMsgID) {
+		return fmt.Errorf("%w: epoch %d expected the log to end at %d: %v", ErrFenced, epoch, expected, err)
+	}
+	// Unknown outcome (a timeout): the message may be in. Every later
+	// append expects it not to be or to be, one of which fails: the
+	// leader steps down and its successor reads what got in.
+	return fmt.Errorf("wallog: append: %w", err)
+}
+
+// headers are an entry's message headers, without the part.
+func (a *Appender) headers(e *Entry) nats.Header {
 	h := nats.Header{}
 	h.Set(hKind, string(e.Kind))
 	h.Set(hEpoch, strconv.FormatUint(e.Epoch, 10))
@@ -164,40 +319,18 @@ func (a *Appender) append(ctx context.Context, e *Entry, body []byte) error {
 	case KindSnapshot:
 		h.Set(hSnapshot, e.Snapshot)
 	}
-	parts := max(1, (len(body)+a.log.maxPart-1)/a.log.maxPart)
-	last := a.pos.StreamSeq
-	for i := range parts {
-		ph := h
-		if parts > 1 {
-			ph = nats.Header{}
-			for k, v := range h {
-				ph[k] = v
-			}
+	return h
+}
+
+// partHeader is h with part i+1 of n (a copy when there are several).
+func partHeader(h nats.Header, i, n int) nats.Header {
+	ph := h
+	if n > 1 {
+		ph = make(nats.Header, len(h)+1)
+		for k, v := range h {
+			ph[k] = v
 		}
-		ph.Set(hPart, fmt.Sprintf("%d/%d", i+1, parts))
-		lo, hi := i*a.log.maxPart, min(len(body), (i+1)*a.log.maxPart)
-		msg := &nats.Msg{Subject: a.log.subject, Header: ph, Data: body[lo:hi]}
-		ack, err := a.log.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(last))
-		if err != nil {
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-				return fmt.Errorf("%w: epoch %d expected the log to end at %d: %v", ErrFenced, a.epoch, last, err)
-			}
-			// Unknown outcome (a timeout): the message may be in. The
-			// next append expects the old end, so a retry can never
-			// double it: it is fenced instead, and the leader steps
-			// down; its successor reads what got in.
-			return fmt.Errorf("wallog: append: %w", err)
-		}
-		if i == 0 {
-			e.FirstStreamSeq = ack.Sequence
-		}
-		last = ack.Sequence
 	}
-	e.StreamSeq = last
-	a.pos.StreamSeq = last
-	a.pos.Seq = max(a.pos.Seq, e.Seq)
-	a.pos.Bytes = e.Bytes
-	return nil
+	ph.Set(hPart, fmt.Sprintf("%d/%d", i+1, n))
+	return ph
 }

@@ -103,11 +103,18 @@ func (r *Reader) add(msg jetstream.Msg, streamSeq uint64) (Entry, bool, error) {
 	}
 	if i == 1 {
 		if r.cur != nil {
-			// An entry whose last parts never came: report it, and
-			// read this message again as the start of the next.
-			lost := r.cur.FirstStreamSeq
-			r.cur, r.held = nil, msg
-			return Entry{}, false, fmt.Errorf("%w: the entry from stream sequence %d ended after part %d", ErrTruncated, lost, r.nextPrt-1)
+			if ep, err := strconv.ParseUint(h.Get(hEpoch), 10, 64); err == nil && ep > r.cur.Epoch {
+				// A newer leader's entry cut this one short: its
+				// leader was fenced off mid-entry, and the rest can
+				// never land. Not damage: the entry never existed.
+				r.cur = nil
+			} else {
+				// An entry whose last parts never came: report it, and
+				// read this message again as the start of the next.
+				lost := r.cur.FirstStreamSeq
+				r.cur, r.held = nil, msg
+				return Entry{}, false, fmt.Errorf("%w: the entry from stream sequence %d ended after part %d", ErrTruncated, lost, r.nextPrt-1)
+			}
 		}
 		if err := r.start(h, streamSeq, n); err != nil {
 			return Entry{}, false, err

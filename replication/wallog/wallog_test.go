@@ -209,7 +209,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	txns := makeTxns(t, 3, 300, 1, 7)
 
-	a, epoch, err := l.Fence(ctx, 1, "node-a", wallog.Position{})
+	a, epoch, err := l.Fence(ctx, 1, "node-a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestRoundTrip(t *testing.T) {
 
 	// Default MaxPart: the server's max payload less room for headers.
 	def := openLog(t, ctx, js, "rtdef", 0)
-	a2, _, err := def.Fence(ctx, 1, "node-a", wallog.Position{})
+	a2, _, err := def.Fence(ctx, 1, "node-a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestFencing(t *testing.T) {
 	l := openLog(t, ctx, js, "fence", 64<<10)
 	txns := makeTxns(t, 2, 3, 40, 1, 2)
 
-	a, _, err := l.Fence(ctx, 1, "a", wallog.Position{})
+	a, _, err := l.Fence(ctx, 1, "a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,24 +313,25 @@ func TestFencing(t *testing.T) {
 	at := a.Position()
 
 	// B read the log only up to stale: the log grew since.
-	if _, _, err := l.Fence(ctx, 2, "b", stale); !errors.Is(err, wallog.ErrFenced) {
+	if _, _, err := l.Fence(ctx, 2, "b", stale.StreamSeq); !errors.Is(err, wallog.ErrFenced) {
 		t.Fatalf("Fence at a stale position: %v", err)
 	}
 	// A fence expecting a longer log than there is fails too.
 	ahead := at
 	ahead.StreamSeq++
-	if _, _, err := l.Fence(ctx, 2, "b", ahead); !errors.Is(err, wallog.ErrFenced) {
+	if _, _, err := l.Fence(ctx, 2, "b", ahead.StreamSeq); !errors.Is(err, wallog.ErrFenced) {
 		t.Fatalf("Fence past the end: %v", err)
 	}
 	if tl := tail(t, ctx, l); tl.LastStreamSeq != at.StreamSeq {
 		t.Fatalf("failed fences changed the log: %+v, want last %d", tl, at.StreamSeq)
 	}
 
-	b, bEpoch, err := l.Fence(ctx, 2, "b", at)
+	b, bEpoch, err := l.Fence(ctx, 2, "b", at.StreamSeq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bEpoch.StreamSeq != at.StreamSeq+1 || bEpoch.Seq != at.Seq || bEpoch.Bytes != at.Bytes {
+	b.SetNext(at.Seq, at.Bytes) // B read the log up to its epoch entry
+	if bEpoch.StreamSeq != at.StreamSeq+1 || bEpoch.Seq != 0 {
 		t.Fatalf("B's epoch entry %s after %+v", describe(bEpoch), at)
 	}
 	end := tail(t, ctx, l).LastStreamSeq
@@ -367,7 +368,7 @@ func TestFencing(t *testing.T) {
 			break
 		}
 	}
-	if got, want := strings.Join(kinds, " "), "epoch/1/0 txn/1/1 txn/1/2 epoch/2/2 txn/2/3"; got != want {
+	if got, want := strings.Join(kinds, " "), "epoch/1/0 txn/1/1 txn/1/2 epoch/2/0 txn/2/3"; got != want {
 		t.Fatalf("log holds %s, want %s", got, want)
 	}
 }
@@ -411,7 +412,7 @@ func TestCorrupt(t *testing.T) {
 	ctx, js := startJS(t)
 	l := openLog(t, ctx, js, "corrupt", 64<<10)
 	txns := makeTxns(t, 2, 40)
-	a, epoch, err := l.Fence(ctx, 1, "a", wallog.Position{})
+	a, epoch, err := l.Fence(ctx, 1, "a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +520,7 @@ func testTruncated(t *testing.T, ctx context.Context, js jetstream.JetStream, ma
 		t.Fatal(err)
 	}
 	txns := makeTxns(t, 40, 1, 40, 2, 40, 3, 40, 40, 4)
-	a, epoch, err := l.Fence(ctx, 1, "a", wallog.Position{})
+	a, epoch, err := l.Fence(ctx, 1, "a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -580,7 +581,7 @@ func TestPurge(t *testing.T) {
 	ctx, js := startJS(t)
 	l := openLog(t, ctx, js, "purge", 64<<10)
 	txns := makeTxns(t, 1, 40, 2, 3, 1)
-	a, _, err := l.Fence(ctx, 1, "a", wallog.Position{})
+	a, _, err := l.Fence(ctx, 1, "a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,4 +615,106 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("append after the purge: %s", describe(e))
 	}
 	sameEntry(t, next(t, ctx, r), e)
+}
+
+// TestAbandonedEntry: a leader fenced off in the middle of a multi-part
+// entry leaves its first parts in the log; the newer leader's epoch entry
+// follows them. Readers drop the incomplete entry without an error (it
+// never existed: its last part could not land), while an incomplete entry
+// followed by an entry of the same epoch is still damage.
+func TestAbandonedEntry(t *testing.T) {
+	ctx, js := startJS(t)
+	l := openLog(t, ctx, js, "abandon", 64<<10)
+	s, err := js.Stream(ctx, "abandon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	txns := makeTxns(t, 1, 40, 2)
+	a, epoch1, err := l.Fence(ctx, 1, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := appendTxn(t, ctx, a, txns[0])
+	big := appendTxn(t, ctx, a, txns[1]) // 3 parts
+	// As if A was fenced after its first part: the other two never land.
+	for seq := big.FirstStreamSeq + 1; seq <= big.StreamSeq; seq++ {
+		if err := s.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, epoch2, err := l.Fence(ctx, 2, "b", big.StreamSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetNext(first.Seq, first.Bytes)
+	after := appendTxn(t, ctx, b, txns[2])
+
+	r := read(t, ctx, l, 1)
+	sameEntry(t, next(t, ctx, r), epoch1)
+	sameEntry(t, next(t, ctx, r), first)
+	sameEntry(t, next(t, ctx, r), epoch2) // the partial entry is dropped
+	sameEntry(t, next(t, ctx, r), after)
+
+	// The same, but what follows the partial entry is of its own epoch:
+	// damage, reported.
+	l2 := openLog(t, ctx, js, "abandon2", 64<<10)
+	s2, err := js.Stream(ctx, "abandon2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _, err := l2.Fence(ctx, 1, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big2 := appendTxn(t, ctx, a2, txns[1])
+	if err := s2.DeleteMsg(ctx, big2.StreamSeq); err != nil {
+		t.Fatal(err)
+	}
+	next2 := appendTxn(t, ctx, a2, txns[2])
+	r2 := read(t, ctx, l2, 2)
+	if bad := nextBad(t, ctx, r2, wallog.ErrTruncated); bad.StreamSeq != next2.FirstStreamSeq {
+		t.Fatalf("reported at %d, want %d", bad.StreamSeq, next2.FirstStreamSeq)
+	}
+	sameEntry(t, next(t, ctx, r2), next2)
+}
+
+// TestFencedPipeline: an old leader with entries in flight (published
+// without waiting) when a newer leader fenced the log gets none of them
+// in, not even those published after one that failed: were they chained
+// by sequence number, the second would expect exactly the sequence the
+// newer leader's epoch entry took, and land.
+func TestFencedPipeline(t *testing.T) {
+	ctx, js := startJS(t)
+	l := openLog(t, ctx, js, "pipeline", 64<<10)
+	txns := makeTxns(t, 1, 1, 40, 1)
+	a, _, err := l.Fence(ctx, 1, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendTxn(t, ctx, a, txns[0])
+	b, _, err := l.Fence(ctx, 2, "b", a.Position().StreamSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := tail(t, ctx, l).LastStreamSeq
+	var pending []*wallog.Pending
+	for _, txn := range txns[1:] {
+		p, err := a.AppendTxnAsync(wallog.Entry{Txn: txn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, p)
+	}
+	for i, p := range pending {
+		if err := p.Wait(ctx); !errors.Is(err, wallog.ErrFenced) {
+			t.Fatalf("in-flight entry %d of the old leader: %v, want ErrFenced", i, err)
+		}
+	}
+	if got := tail(t, ctx, l).LastStreamSeq; got != end {
+		t.Fatalf("the old leader got %d messages in after the fence", got-end)
+	}
+	b.SetNext(1, 0)
+	if p, err := b.AppendTxnAsync(wallog.Entry{Txn: txns[3]}); err != nil || p.Wait(ctx) != nil {
+		t.Fatalf("the new leader's pipelined append: %v", err)
+	}
 }

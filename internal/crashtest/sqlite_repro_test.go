@@ -1,0 +1,122 @@
+//go:build linux
+
+package crashtest
+
+import (
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ozanturksever/go-cluster/internal/sqlitetest"
+	"github.com/ozanturksever/go-cluster/replication"
+	"github.com/ozanturksever/go-cluster/state"
+)
+
+// Reproductions of library bugs that TestSQLiteFailover works around (see
+// the notes there). They fail until the library is fixed; set
+// GCL_CRASHTEST_REPRO=1 to run them.
+func reproOnly(t *testing.T) {
+	if os.Getenv("GCL_CRASHTEST_REPRO") == "" {
+		t.Skip("reproduces a known library bug; set GCL_CRASHTEST_REPRO=1 to run")
+	}
+}
+
+// TestSQLiteSyncWhileWriting: SyncDB (Flush) on a leader whose app keeps
+// committing must return once what was committed before the call is in
+// the log. Flush waits until the shipped position EQUALS the target that
+// Sync read; a shipper that ships the target and then the next
+// transaction before the waiter looks again passes it, and the waiter
+// never sees it: SyncDB hangs until its context ends.
+func TestSQLiteSyncWhileWriting(t *testing.T) {
+	reproOnly(t)
+	tc := newTestCluster(t, time.Second)
+	tc.Mode = ModeSQLite
+	sqlitetest.WriterPath(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nc, err := nats.Connect(tc.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.start("n1", tc.url)
+	leader := tc.settledLeader()
+	tc.start("n2", tc.url)
+	tc.waitReady("n2", 1)
+	s := &sqliteRounds{t: t, tc: tc, ctx: ctx, js: js, next: 1, layout: state.Layout{Platform: tc.Platform}}
+	w := s.writer(tc.DBPath(leader.Node), 0, "300")
+	defer func() {
+		w.Signal(syscall.SIGKILL)
+		w.Wait(t, true)
+	}()
+	w.WaitCommits(ctx, 30)
+	failed := 0
+	for i := 1; i <= 4; i++ {
+		evs, _, err := tc.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		synced, errs := Count(evs, KindSynced, leader.Node), Count(evs, KindSyncErr, leader.Node)
+		committed, _ := w.Committed()
+		asked := time.Now()
+		if err := tc.Node(leader.Node).Signal(syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		// SyncDB gets 20 s in the node; anything above a second is a hang
+		// at 300 commits/s.
+		_, _, err = tc.WaitFor(3*time.Second, func(evs []Event, _ []Interval) (bool, error) {
+			return Count(evs, KindSynced, leader.Node) > synced || Count(evs, KindSyncErr, leader.Node) > errs, nil
+		})
+		if err != nil {
+			failed++
+			// Pause the writer: the leader ships everything, the standby
+			// applies it; then the standby's replica shows what the log
+			// holds, and the SyncDB still hangs.
+			last := committed[len(committed)-1]
+			if err := w.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			var st map[string]replication.Status
+			tc.waitFor("the standby to apply everything", 20*time.Second, func([]Event, []Interval) bool {
+				st = s.statuses()
+				l, f := st[leader.Node], st["n2"]
+				return l.Seq > 0 && f.Seq == l.Seq
+			})
+			ids := s.replicaIDs("n2")
+			evs, _, _ := tc.State()
+			t.Errorf("sync %d: SyncDB has not returned %v after SIGUSR2 (still hung: %v); %d IDs were committed before the signal (last %d); "+
+				"with the writer paused, the leader shipped up to log transaction %d and the standby's replica holds %d IDs up to %v: shipping went past the target, which Flush waits to see exactly",
+				i, time.Since(asked).Round(time.Millisecond), Count(evs, KindSynced, leader.Node) == synced && Count(evs, KindSyncErr, leader.Node) == errs,
+				len(committed), last, st[leader.Node].Seq, len(ids), lastOf(ids))
+			if err := w.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			// Wait for the node's 20 s to run out before the next one.
+			tc.waitFor("the hung SyncDB to time out", 25*time.Second, func(evs []Event, _ []Interval) bool {
+				return Count(evs, KindSynced, leader.Node) > synced || Count(evs, KindSyncErr, leader.Node) > errs
+			})
+			continue
+		}
+		t.Logf("sync %d: returned after %v", i, time.Since(asked).Round(time.Millisecond))
+	}
+	if failed > 0 {
+		b, _ := os.ReadFile(tc.Node(leader.Node).ErrPath)
+		var lines []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "sync") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("%s's stderr about sync:\n%s", leader.Node, strings.Join(lines, "\n"))
+	}
+}
