@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+
+	"github.com/ozanturksever/go-cluster/internal/sqlitetest"
 )
 
 func TestMain(m *testing.M) {
@@ -14,5 +16,7 @@ func TestMain(m *testing.M) {
 	if !testing.Verbose() {
 		slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	sqlitetest.Cleanup()
+	os.Exit(code)
 }
