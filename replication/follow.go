@@ -290,7 +290,8 @@ func (r *Replicator) advanced(rep *apply.Replica, e wallog.Entry, behind uint64,
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.processed = max(r.processed, e.StreamSeq)
-	lag := time.Since(e.Time)
+	r.lastApplied = time.Now()
+	lag := r.lastApplied.Sub(e.Time)
 	r.updateLocked(func(s *Status) {
 		a := rep.Applied()
 		s.Seq, s.Cursor, s.Epoch, s.Bytes = a.Seq, a.Cursor, a.Epoch, e.Bytes

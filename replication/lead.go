@@ -5,12 +5,12 @@ package replication
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -116,6 +116,13 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 		s.Role, s.Epoch, s.Seq, s.Cursor, s.Bytes, s.LagMS, s.Behind = RoleLeader, epoch, pos.Seq, pos.StreamSeq, pos.Bytes, 0, 0
 	})
 	r.mu.Unlock()
+	// Only the leader listens for snapshot requests, so that a request
+	// with no leader gets "no responders" at once.
+	if sub, err := r.cfg.NC.Subscribe(r.snapshotSubject(), l.requestSnapshot); err == nil {
+		l.sub = sub
+	} else {
+		r.log.Warn("replication: snapshot requests will not be answered", "err", err)
+	}
 	go l.run()
 	go l.confirm()
 	r.log.Info("replication: promoted", "epoch", epoch, "seq", pos.Seq, "took", time.Since(start), "bootstrap", bootstrap)
@@ -161,16 +168,21 @@ type leader struct {
 	acks      chan inflight
 	dead      chan struct{} // closed by the first failure
 	wake      chan struct{} // a snapshot was requested
+	sub       *nats.Subscription
 
-	mu        sync.Mutex
-	shipped   walfile.Position // capture position after the last shipped transaction
-	pos       wallog.Position  // the log's position after it (app's, for other goroutines)
-	shippedCh chan struct{}
-	err       error // why shipping stopped
-	lastSnap  time.Time
-	sinceSnap uint64 // log bytes since the last snapshot
-	uploading bool
-	requested bool
+	bg sync.WaitGroup // snapshot uploads
+
+	mu           sync.Mutex
+	shipped      walfile.Position // capture position after the last shipped transaction
+	pos          wallog.Position  // the log's position after it (app's, for other goroutines)
+	shippedCh    chan struct{}
+	err          error // why shipping stopped
+	lastSnap     time.Time
+	sinceSnap    uint64 // log bytes since the last snapshot
+	lastSnapSize uint64 // the last snapshot's size
+	uploading    bool
+	requested    bool
+	waiters      []*nats.Msg // snapshot requests to answer when the next snapshot is stored
 }
 
 // run ships until stopped or failed.
@@ -216,7 +228,9 @@ var errSnapshotDue = errors.New("snapshot due")
 // snapshot is due (by time, size or request).
 func (l *leader) next() (walfile.Txn, error) {
 	l.mu.Lock()
-	due := l.requested || l.sinceSnap >= l.r.cfg.SnapshotBytes
+	// By size: once the log since the last snapshot outweighs the
+	// database, a standby starting over is better served by a new copy.
+	due := l.requested || l.sinceSnap >= max(l.r.cfg.SnapshotBytes, l.lastSnapSize)
 	wait := time.Until(l.lastSnap.Add(l.r.cfg.SnapshotInterval))
 	uploading := l.uploading
 	l.mu.Unlock()
@@ -432,10 +446,14 @@ func (l *leader) handoff(ctx context.Context) error {
 
 // stop ends shipping and closes the capture.
 func (l *leader) stop() error {
+	if l.sub != nil {
+		l.sub.Unsubscribe()
+	}
 	if l.cancel != nil {
 		l.cancel()
 		<-l.done
 		<-l.confirmed
+		l.bg.Wait()
 	}
 	return l.cap.Close()
 }
@@ -444,6 +462,9 @@ func (l *leader) stop() error {
 func (l *leader) requestSnapshot(m *nats.Msg) {
 	l.mu.Lock()
 	l.requested = true
+	if m.Reply != "" {
+		l.waiters = append(l.waiters, m)
+	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -459,102 +480,164 @@ func (l *leader) requestSnapshot(m *nats.Msg) {
 // shipped first, then it is uploaded in the background and the log purged
 // up to the oldest snapshot kept.
 func (l *leader) snapshot(ctx context.Context, reset bool) error {
-	r := l.r
 	l.mu.Lock()
 	l.requested = false
 	l.lastSnap = time.Now()
 	l.sinceSnap = 0
 	l.mu.Unlock()
-	tmp := filepath.Join(r.cfg.Dir, fmt.Sprintf("snapshot-%d.tmp", time.Now().UnixNano()))
-	pos, pending, err := l.cap.Snapshot(ctx, tmp)
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	info, err := describe(tmp, pos)
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	info.Epoch = l.epoch
 	if reset {
-		// What is in flight lands before the snapshot's entry (or the
-		// entry fails with it); wait, so the acknowledged position is
-		// the snapshot's once its entry is in.
-		if err := l.waitAcked(ctx, l.app.Position().StreamSeq); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		for range pending { // already in the copy
-			if _, err := l.cap.Next(ctx); err != nil {
-				os.Remove(tmp)
-				return err
-			}
-		}
-		at := l.app.Position()
-		info.Seq, info.Cursor = at.Seq+1, at.StreamSeq+1
-		m, err := r.cfg.Snapshots.Put(ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Reset: true, Node: r.cfg.Node})
-		os.Remove(tmp)
-		if err != nil {
-			return err
-		}
-		e, err := l.app.AppendSnapshot(ctx, m.Name, info.Seq)
-		if err != nil {
-			return err
-		}
-		if e.StreamSeq != info.Cursor {
-			return fmt.Errorf("replication: snapshot entry landed at %d, expected %d", e.StreamSeq, info.Cursor)
-		}
-		l.mu.Lock()
-		l.shipped, l.pos = pos, l.app.Position()
+		return l.resetSnapshot(ctx)
+	}
+	l.mu.Lock()
+	if l.uploading {
+		// One at a time; the request stays pending for the next.
+		l.requested = len(l.waiters) > 0
 		l.mu.Unlock()
-		r.event(EventSnapshot, fmt.Sprintf("reset at transaction %d (%d bytes)", info.Seq, info.Size()), l.epoch, nil)
 		return nil
 	}
-	for range pending {
+	waiters := l.waiters
+	l.waiters = nil
+	l.uploading = true
+	l.mu.Unlock()
+	// The barrier is quick; the copy, the hash and the upload run in the
+	// background while shipping goes on.
+	sc, err := l.cap.BeginSnapshot(ctx)
+	if err != nil {
+		l.doneUploading(waiters, snapstore.Meta{}, err)
+		return err
+	}
+	for range sc.Pending { // in the copy: shipped first, so it ends on a log entry
 		txn, err := l.cap.Next(ctx)
 		if err == nil {
 			err = l.ship(txn)
 		}
 		if err != nil {
-			os.Remove(tmp)
+			sc.Close()
+			l.doneUploading(waiters, snapstore.Meta{}, err)
 			return err
 		}
 	}
 	at := l.app.Position()
-	info.Seq, info.Cursor = at.Seq, at.StreamSeq
-	l.mu.Lock()
-	l.uploading = true
-	l.mu.Unlock()
+	l.bg.Add(1)
 	go func() {
-		defer os.Remove(tmp)
-		defer func() {
-			l.mu.Lock()
-			l.uploading = false
-			l.mu.Unlock()
-		}()
-		start := time.Now()
-		// Only a snapshot whose transactions are all in the log is one a
-		// standby may continue from.
-		if err := l.waitAcked(l.ctx, at.StreamSeq); err != nil {
-			return
+		defer l.bg.Done()
+		m, err := l.storeSnapshot(sc, at)
+		if err != nil && l.ctx.Err() == nil {
+			l.r.log.Warn("replication: snapshot failed", "err", err)
+			l.r.event(EventSnapshot, "failed", l.epoch, err)
 		}
-		m, err := r.cfg.Snapshots.Put(l.ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Node: r.cfg.Node})
-		if err != nil {
-			r.log.Warn("replication: snapshot upload failed", "err", err)
-			r.event(EventSnapshot, "upload failed", l.epoch, err)
-			return
-		}
-		oldest, err := r.cfg.Snapshots.Prune(l.ctx, r.cfg.Retain)
-		if err == nil {
-			err = r.cfg.Log.Purge(l.ctx, oldest.Cursor)
-		}
-		if err != nil {
-			r.log.Warn("replication: retention", "err", err)
-		}
-		r.log.Info("replication: snapshot stored", "name", m.Name, "seq", m.Seq, "bytes", m.Size(), "took", time.Since(start))
-		r.event(EventSnapshot, fmt.Sprintf("%s at transaction %d (%d bytes)", m.Name, m.Seq, m.Size()), l.epoch, nil)
+		l.doneUploading(waiters, m, err)
 	}()
+	return nil
+}
+
+// doneUploading ends a snapshot and answers the requests it served.
+func (l *leader) doneUploading(waiters []*nats.Msg, m snapstore.Meta, err error) {
+	l.mu.Lock()
+	l.uploading = false
+	l.mu.Unlock()
+	reply := snapshotReply{Meta: m}
+	if err != nil {
+		reply = snapshotReply{Error: err.Error()}
+	}
+	b, _ := json.Marshal(reply)
+	for _, w := range waiters {
+		_ = w.Respond(b)
+	}
+}
+
+// snapshotReply answers RequestSnapshot.
+type snapshotReply struct {
+	Meta  snapstore.Meta `json:"meta"`
+	Error string         `json:"error,omitempty"`
+}
+
+// storeSnapshot copies, uploads and applies retention for an ordinary
+// snapshot whose state ends with the log entry at.
+func (l *leader) storeSnapshot(sc *capture.SnapshotCopy, at wallog.Position) (snapstore.Meta, error) {
+	r := l.r
+	start := time.Now()
+	tmp := filepath.Join(r.cfg.Dir, fmt.Sprintf("snapshot-%d.tmp", time.Now().UnixNano()))
+	defer os.Remove(tmp)
+	err := sc.Copy(l.ctx, tmp)
+	sc.Close() // the copy's read transaction holds the WAL: end it now
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	info, err := describe(tmp, sc.Position)
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	info.Epoch, info.Seq, info.Cursor = l.epoch, at.Seq, at.StreamSeq
+	l.mu.Lock()
+	l.lastSnapSize = uint64(info.Size())
+	l.mu.Unlock()
+	// Only a snapshot whose transactions are all in the log is one a
+	// standby may continue from.
+	if err := l.waitAcked(l.ctx, at.StreamSeq); err != nil {
+		return snapstore.Meta{}, err
+	}
+	m, err := r.cfg.Snapshots.Put(l.ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Node: r.cfg.Node})
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	oldest, err := r.cfg.Snapshots.Prune(l.ctx, r.cfg.Retain)
+	if err == nil {
+		err = r.cfg.Log.Purge(l.ctx, oldest.Cursor)
+	}
+	if err != nil {
+		r.log.Warn("replication: retention", "err", err)
+	}
+	r.log.Info("replication: snapshot stored", "name", m.Name, "seq", m.Seq, "bytes", m.Size(), "took", time.Since(start))
+	r.event(EventSnapshot, fmt.Sprintf("%s at transaction %d (%d bytes)", m.Name, m.Seq, m.Size()), l.epoch, nil)
+	return m, nil
+}
+
+// resetSnapshot starts the log over from a copy of the database, inline:
+// nothing is shipped until its entry is in.
+func (l *leader) resetSnapshot(ctx context.Context) error {
+	r := l.r
+	tmp := filepath.Join(r.cfg.Dir, fmt.Sprintf("snapshot-%d.tmp", time.Now().UnixNano()))
+	defer os.Remove(tmp)
+	pos, pending, err := l.cap.Snapshot(ctx, tmp)
+	if err != nil {
+		return err
+	}
+	info, err := describe(tmp, pos)
+	if err != nil {
+		return err
+	}
+	// What is in flight lands before the snapshot's entry (or the entry
+	// fails with it); wait, so the acknowledged position is the
+	// snapshot's once its entry is in.
+	if err := l.waitAcked(ctx, l.app.Position().StreamSeq); err != nil {
+		return err
+	}
+	for range pending { // already in the copy
+		if _, err := l.cap.Next(ctx); err != nil {
+			return err
+		}
+	}
+	at := l.app.Position()
+	info.Epoch, info.Seq, info.Cursor = l.epoch, at.Seq+1, at.StreamSeq+1
+	l.mu.Lock()
+	l.lastSnapSize = uint64(info.Size())
+	l.mu.Unlock()
+	m, err := r.cfg.Snapshots.Put(ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Reset: true, Node: r.cfg.Node})
+	if err != nil {
+		return err
+	}
+	e, err := l.app.AppendSnapshot(ctx, m.Name, info.Seq)
+	if err != nil {
+		return err
+	}
+	if e.StreamSeq != info.Cursor {
+		return fmt.Errorf("replication: snapshot entry landed at %d, expected %d", e.StreamSeq, info.Cursor)
+	}
+	l.mu.Lock()
+	l.shipped, l.pos = pos, l.app.Position()
+	l.mu.Unlock()
+	r.event(EventSnapshot, fmt.Sprintf("reset at transaction %d (%d bytes)", info.Seq, info.Size()), l.epoch, nil)
 	return nil
 }
 
@@ -592,11 +675,26 @@ func describe(path string, pos walfile.Position) (apply.SnapshotInfo, error) {
 	return info, nil
 }
 
-// RequestSnapshot asks the app's leader for a snapshot now (for
-// `gcl snapshot create`).
-func RequestSnapshot(ctx context.Context, nc *nats.Conn, subject string) error {
-	if err := nc.Publish(subject+".snapshot", []byte(strconv.Itoa(0))); err != nil {
-		return err
+// RequestSnapshot asks the app's leader for a snapshot now and waits
+// until it is stored (for `gcl snapshot create`). ErrNoLeader: nobody
+// leads the app.
+func RequestSnapshot(ctx context.Context, nc *nats.Conn, subject string) (snapstore.Meta, error) {
+	msg, err := nc.RequestWithContext(ctx, subject+".snapshot", []byte("0"))
+	if errors.Is(err, nats.ErrNoResponders) {
+		return snapstore.Meta{}, ErrNoLeader
 	}
-	return nc.FlushWithContext(ctx)
+	if err != nil {
+		return snapstore.Meta{}, fmt.Errorf("replication: snapshot request: %w", err)
+	}
+	var reply snapshotReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return snapstore.Meta{}, fmt.Errorf("replication: snapshot reply: %w", err)
+	}
+	if reply.Error != "" {
+		return snapstore.Meta{}, fmt.Errorf("replication: the leader's snapshot failed: %s", reply.Error)
+	}
+	return reply.Meta, nil
 }
+
+// ErrNoLeader: no node leads the app's replication.
+var ErrNoLeader = errors.New("replication: no leader")

@@ -54,9 +54,10 @@ type Config struct {
 	NC      *nats.Conn
 	Subject string
 	// SnapshotInterval and SnapshotBytes: the leader snapshots after this
-	// long or this many log bytes since the last snapshot, whichever
-	// comes first (0: 1 h and 256 MiB). Retain snapshots are kept (0: 2);
-	// the log is purged up to the oldest kept.
+	// long, or once the log since the last snapshot holds more bytes than
+	// both SnapshotBytes and the last snapshot, whichever comes first (0:
+	// 1 h and 256 MiB). Retain snapshots are kept (0: 2); the log is
+	// purged up to the oldest kept.
 	SnapshotInterval time.Duration
 	SnapshotBytes    uint64
 	Retain           int
@@ -134,8 +135,10 @@ type Replicator struct {
 	closed   bool
 	running  bool // within Run: follow when not leading
 	lastRep  time.Time
-	subs     []*nats.Subscription
-	waitSub  *nats.Subscription // while following
+	// lastApplied is when the replica last advanced.
+	lastApplied time.Time
+	subs        []*nats.Subscription
+	waitSub     *nats.Subscription // while following
 	// processed is the last log stream sequence read and dealt with
 	// (applied, or an entry with nothing to apply); the replica's cursor
 	// moves only with what it applied.
@@ -189,18 +192,6 @@ func (r *Replicator) waitSubject() string     { return r.cfg.Subject + ".applied
 
 // serve answers the requests standbys and leaders make of each other.
 func (r *Replicator) serve() error {
-	snap, err := r.cfg.NC.Subscribe(r.snapshotSubject(), func(m *nats.Msg) {
-		r.mu.Lock()
-		l := r.leader
-		r.mu.Unlock()
-		if l == nil {
-			return // only the leader answers
-		}
-		l.requestSnapshot(m)
-	})
-	if err != nil {
-		return fmt.Errorf("replication: subscribe: %w", err)
-	}
 	integ, err := r.cfg.NC.Subscribe(r.IntegritySubject(), func(m *nats.Msg) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -210,10 +201,9 @@ func (r *Replicator) serve() error {
 		}()
 	})
 	if err != nil {
-		snap.Unsubscribe()
 		return fmt.Errorf("replication: subscribe: %w", err)
 	}
-	r.subs = []*nats.Subscription{snap, integ}
+	r.subs = []*nats.Subscription{integ}
 	return nil
 }
 
@@ -247,8 +237,15 @@ func (r *Replicator) update(fn func(*Status)) {
 func (r *Replicator) Report() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := time.Now()
+	if r.status.Role != RoleLeader && r.status.Behind == 0 && now.Sub(r.lastApplied) > time.Second {
+		// Caught up and nothing new for a while: no lag now, whatever
+		// the last transaction's was.
+		r.status.LagMS = 0
+	}
+	r.status.Updated = now
 	if r.cfg.Report != nil {
-		r.lastRep = time.Now()
+		r.lastRep = now
 		r.cfg.Report(r.status)
 	}
 }

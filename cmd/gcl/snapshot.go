@@ -46,8 +46,8 @@ snapshot now, list them and restore one to a file.`,
 				Name: "create", HideHelpCommand: true, Usage: "ask the leader for a snapshot now and wait until it is stored", ArgsUsage: "APP",
 				UsageText: "gcl snapshot create database\n   gcl snapshot create database -timeout 30m -json",
 				Description: `Asks the app's leader to copy its database to the snapshot store now, then
-waits until a snapshot newer than the newest one before is stored, showing
-progress on stderr, and prints it. The copy is consistent (one read
+waits until the leader has stored it, showing progress on stderr, and
+prints it. The copy is consistent (one read
 transaction); the app goes on writing meanwhile.`,
 				Flags:  appFlags(&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "give up waiting after `DURATION`"}),
 				Action: runSnapshotCreate,
@@ -167,51 +167,38 @@ func runSnapshotCreate(c *cli.Context) error {
 		newest = fmt.Sprintf("%s, seq %d", before.Name, before.Seq)
 	}
 	progressf(c, "==> asking %s, the leader of %s, for a snapshot (newest so far: %s)", leader, name, newest)
-	if err := replication.RequestSnapshot(ctx, s.nc, s.store.Layout().ReplicationSubject(name)); err != nil {
-		return fmt.Errorf("snapshot request: %w", err)
+	type result struct {
+		m   snapstore.Meta
+		err error
 	}
-	tick := time.NewTicker(250 * time.Millisecond)
+	done := make(chan result, 1)
+	go func() {
+		m, err := replication.RequestSnapshot(ctx, s.nc, s.store.Layout().ReplicationSubject(name))
+		done <- result{m, err}
+	}()
+	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
-	nextNote := started.Add(5 * time.Second)
 	for {
-		latest, err := store.Latest(ctx, 0)
-		switch {
-		case ctx.Err() != nil:
-		case err == nil && newerSnapshot(latest, before):
-			took := time.Since(started)
-			if c.Bool("json") {
-				return writeJSON(c.App.Writer, viewSnapshot(latest))
-			}
-			progressf(c, "==> stored in %s", took.Round(time.Millisecond))
-			fmt.Fprintf(c.App.Writer, "%s  seq %d  epoch %d  %s  by %s\n", latest.Name, latest.Seq, latest.Epoch, humanBytes(latest.Size()), latest.Node)
-			return nil
-		case err != nil && !errors.Is(err, snapstore.ErrNoSnapshot):
-			return err
-		}
-		if now := time.Now(); now.After(nextNote) {
-			progressf(c, "    waiting for the leader to copy and upload the database (%s)", now.Sub(started).Round(time.Second))
-			nextNote = now.Add(5 * time.Second)
-		}
 		select {
-		case <-ctx.Done():
-			if c.Context.Err() != nil {
-				return c.Context.Err()
+		case res := <-done:
+			switch {
+			case errors.Is(res.err, replication.ErrNoLeader):
+				return cli.Exit(fmt.Sprintf("app %q has no replication leader to take a snapshot (see gcl app status %s)", name, name), exitFailure)
+			case res.err != nil && ctx.Err() != nil && c.Context.Err() == nil:
+				return cli.Exit(fmt.Sprintf("no new snapshot of %s within %s; the leader may still be uploading one (gcl snapshot list %s shows when it is stored)", name, timeout, name), exitFailure)
+			case res.err != nil:
+				return res.err
 			}
-			return cli.Exit(fmt.Sprintf("no new snapshot of %s within %s; the leader may still be uploading one (gcl snapshot list %s shows when it is stored)", name, timeout, name), exitFailure)
-		case <-tick.C:
+			if c.Bool("json") {
+				return writeJSON(c.App.Writer, viewSnapshot(res.m))
+			}
+			progressf(c, "==> stored in %s", time.Since(started).Round(time.Millisecond))
+			fmt.Fprintf(c.App.Writer, "%s  seq %d  epoch %d  %s  by %s\n", res.m.Name, res.m.Seq, res.m.Epoch, humanBytes(res.m.Size()), res.m.Node)
+			return nil
+		case now := <-tick.C:
+			progressf(c, "    waiting for the leader to copy and upload the database (%s)", now.Sub(started).Round(time.Second))
 		}
 	}
-}
-
-// newerSnapshot reports whether latest, the newest snapshot now, is not
-// the newest one before (zero when there was none). A snapshot of a
-// database that did not change since has the same name (seq and epoch)
-// and replaces the old one: its creation time tells.
-func newerSnapshot(latest, before snapstore.Meta) bool {
-	if before.Name == "" {
-		return latest.Name != ""
-	}
-	return latest.Name != before.Name || latest.Created.After(before.Created)
 }
 
 func runSnapshotList(c *cli.Context) error {

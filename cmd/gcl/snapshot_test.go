@@ -12,7 +12,6 @@ import (
 	cluster "github.com/ozanturksever/go-cluster"
 	"github.com/ozanturksever/go-cluster/agent"
 	"github.com/ozanturksever/go-cluster/replication"
-	"github.com/ozanturksever/go-cluster/replication/snapstore"
 )
 
 func TestHumanBytes(t *testing.T) {
@@ -77,26 +76,6 @@ func TestReplicationRows(t *testing.T) {
 	b.Reset()
 	writeReplication(&b, &agent.ReplicationView{Path: "/data/app.db", Nodes: []agent.ReplicationNode{}}, now)
 	mustContain(t, "empty replication section", b.String(), "no node reports yet")
-}
-
-func TestNewerSnapshot(t *testing.T) {
-	t0 := time.Now()
-	a := snapstore.Meta{Name: "snap-1-1", Created: t0}
-	for _, tt := range []struct {
-		latest, before snapstore.Meta
-		want           bool
-	}{
-		{snapstore.Meta{}, snapstore.Meta{}, false},
-		{a, snapstore.Meta{}, true},
-		{a, a, false},
-		{snapstore.Meta{Name: "snap-2-1", Created: t0}, a, true},
-		// No change since: same name, stored again.
-		{snapstore.Meta{Name: "snap-1-1", Created: t0.Add(time.Second)}, a, true},
-	} {
-		if got := newerSnapshot(tt.latest, tt.before); got != tt.want {
-			t.Errorf("newerSnapshot(%+v, %+v) = %v", tt.latest, tt.before, got)
-		}
-	}
 }
 
 func TestCheckRestoreTarget(t *testing.T) {

@@ -4,6 +4,7 @@ package crashtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -120,4 +121,50 @@ func TestSQLiteSyncWhileWriting(t *testing.T) {
 		}
 		t.Logf("%s's stderr about sync:\n%s", leader.Node, strings.Join(lines, "\n"))
 	}
+}
+
+// TestPausedLeaderOnPassive: a leader paused (SIGSTOP) past its lease
+// deadline is demoted when it resumes, and its app must hear it: OnPassive
+// runs, late (its context already done) but runs. The lifecycle skips any
+// hook whose context is done ("hook not run"), so the app of a stalled
+// leader is never told it lost the leadership, and goes on acting (with
+// WithSQLite: writing to a database nobody ships any more).
+func TestPausedLeaderOnPassive(t *testing.T) {
+	reproOnly(t)
+	tc := newTestCluster(t, time.Second)
+	tc.start("n1", tc.url)
+	leader := tc.settledLeader()
+	tc.start("n2", tc.url)
+	tc.waitReady("n2", 1)
+	pausedAt, err := tc.Node(leader.Node).Pause()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.waitFor("a successor", 15*time.Second, func(_ []Event, ivs []Interval) bool {
+		_, ok := FirstStartAfter(ivs, pausedAt)
+		return ok
+	})
+	if _, err := tc.Node(leader.Node).Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// The library's deactivation has finished when the node logs
+	// "passive" for the term.
+	passive := fmt.Sprintf("msg=passive platform=%s node=%s app=%s epoch=%d", tc.Platform, leader.Node, AppName, leader.Epoch)
+	var stderr string
+	tc.waitFor("the old leader's deactivation", 10*time.Second, func([]Event, []Interval) bool {
+		b, _ := os.ReadFile(tc.Node(leader.Node).ErrPath)
+		stderr = string(b)
+		return strings.Contains(stderr, passive)
+	})
+	old, _ := Find(tc.mustIntervals(), leader.Node, leader.Epoch)
+	if !old.Passive {
+		var lines []string
+		for _, l := range strings.Split(stderr, "\n") {
+			if strings.Contains(l, "stopping") || strings.Contains(l, "passive") || strings.Contains(l, "renew") {
+				lines = append(lines, l)
+			}
+		}
+		t.Errorf("%s was demoted after the pause (%v) but its OnPassive never ran; its stderr:\n%s", leader.Node, old, strings.Join(lines, "\n"))
+	}
+	tc.finish()
 }

@@ -301,17 +301,18 @@ func (s *sqliteRounds) pause(round int) {
 	t, tc := s.t, s.tc
 	leader := tc.settledLeader()
 	path := tc.DBPath(leader.Node)
+	run := s.writer(path, 60, "0").Wait(t, false)
+	acked := s.committed(round, run.Commits)
+	s.keep(acked)
+	// Synced while nothing commits: SyncDB under a steady stream of
+	// commits may never return (TestSQLiteSyncWhileWriting).
+	syncSeq := s.sync(round, leader.Node)
 	w := s.writer(path, 0, "200")
-	w.WaitCommits(s.ctx, 40)
-	pre, _ := w.Committed()
-	if len(pre) < 40 {
+	if got := w.WaitCommits(s.ctx, 40); len(got) < 40 {
 		w.Signal(syscall.SIGKILL)
 		w.Wait(t, true)
-		t.Fatalf("round %d: the writer committed only %d transactions", round, len(pre))
+		t.Fatalf("round %d: the writer committed only %d transactions", round, len(got))
 	}
-	syncSeq := s.sync(round, leader.Node)
-	acked := append(slices.Clone(s.expected), pre...)
-	w.WaitCommits(s.ctx, len(pre)+20)
 	pausedAt, err := tc.Node(leader.Node).Pause()
 	if err != nil {
 		t.Fatal(err)
@@ -340,9 +341,10 @@ func (s *sqliteRounds) pause(round int) {
 		// see TestPausedLeaderOnPassive.
 		t.Logf("round %d: note: %s's OnPassive never ran for its paused term %d (library: hooks are not run with an expired stop context)", round, leader.Node, leader.Epoch)
 	}
-	// Let the old leader's capture see what the writer wrote meanwhile
-	// (it tries to ship it and must be refused), then stop the writer.
-	w.WaitCommits(s.ctx, len(pre)+len(pre)/2+30)
+	// The writer goes on a little on the old leader's file (as an app
+	// that was not told would), then stops.
+	c, _ := w.Committed()
+	w.WaitCommits(s.ctx, len(c)+20)
 	if err := w.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatal(err)
 	}
@@ -420,14 +422,12 @@ func (s *sqliteRounds) checkLog(round int, succ Interval) int {
 		maxEpoch = max(maxEpoch, e.Epoch)
 		switch e.Kind {
 		case wallog.KindEpoch:
-			if haveSeq && e.Seq != lastSeq {
-				errs = append(errs, fmt.Errorf("stream seq %d: epoch entry %d of %s says the last transaction is %d; the log's is %d", e.StreamSeq, e.Epoch, e.Node, e.Seq, lastSeq))
-			}
+			// A leader fences before it reads the log to its end: its
+			// epoch entry does not say where the transactions stand.
 			lastEpochEntry = e
 			if e.Epoch == succ.Epoch && e.Node == succ.Node {
 				sawSucc = true
 			}
-			lastSeq, haveSeq = e.Seq, true
 		case wallog.KindTxn:
 			if haveSeq && e.Seq != lastSeq+1 {
 				errs = append(errs, fmt.Errorf("stream seq %d: transaction %d (epoch %d, %s) follows transaction %d", e.StreamSeq, e.Seq, e.Epoch, e.Node, lastSeq))

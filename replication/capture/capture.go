@@ -215,6 +215,11 @@ type Capturer struct {
 	pins [2]*sql.Conn // one holds the read transaction; both during a hand-off
 	cur  int          // index of the pin in pins
 	bar  *sql.Conn    // takes the write lock for barriers; runs checkpoints
+	// snap copies the database for Snapshot inside a read transaction of
+	// its own, begun under a barrier, so that the copy (seconds for a big
+	// database) runs without c.mu: Next goes on meanwhile.
+	snap   *sql.Conn
+	snapMu sync.Mutex // one Snapshot at a time
 
 	wal    *os.File
 	walIno uint64
@@ -283,13 +288,13 @@ func (c *Capturer) open(ctx context.Context) error {
 		return fmt.Errorf("capture: open %s: %w", c.path, err)
 	}
 	c.db = db
-	// Exactly three connections, held for the Capturer's life: the
+	// Exactly four connections, held for the Capturer's life: the
 	// database file and its -shm are never opened and closed again.
-	db.SetMaxOpenConns(3)
-	db.SetMaxIdleConns(3)
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	for _, p := range []**sql.Conn{&c.pins[0], &c.pins[1], &c.bar} {
+	for _, p := range []**sql.Conn{&c.pins[0], &c.pins[1], &c.bar, &c.snap} {
 		if *p, err = db.Conn(ctx); err != nil {
 			return fmt.Errorf("capture: open %s: %w", c.path, err)
 		}
@@ -919,39 +924,50 @@ func checkpoint(ctx context.Context, conn *sql.Conn) (CheckpointResult, error) {
 // which one the copy ends with. After ErrLostContinuity nothing is queued
 // (pending is 0): the copy is the new base, and it clears the error.
 func (c *Capturer) Snapshot(ctx context.Context, dst string) (pos walfile.Position, pending int, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.isClosed {
-		return walfile.Position{}, 0, ErrClosed
-	}
-	if fi, err := os.Stat(c.walPath); err != nil || inode(fi) != c.walIno {
-		if err := c.openWAL(); err != nil {
-			return walfile.Position{}, 0, err
-		}
-	}
-	if err := c.barrierLocked(ctx, c.cfg.busyTimeout, false, func(ctx context.Context) error {
-		if c.lost != nil {
-			if err := c.positionLocked(nil); err != nil {
-				return err
-			}
-		} else if err := c.drainLocked(); err != nil {
-			return err
-		}
-		return c.repinLocked(ctx)
-	}); err != nil {
+	sc, err := c.BeginSnapshot(ctx)
+	if err != nil {
 		return walfile.Position{}, 0, err
 	}
-	pos, pending = c.pos, len(c.queue)
-	if pending > 0 {
-		last := c.queue[pending-1]
-		pos = walfile.Position{Salt: last.Salt, Offset: last.End, Checksum: last.Post}
+	defer sc.Close()
+	if err := sc.Copy(ctx, dst); err != nil {
+		return walfile.Position{}, 0, err
 	}
+	return sc.Position, sc.Pending, nil
+}
+
+// SnapshotCopy is a snapshot begun (BeginSnapshot) and not copied yet: a
+// read transaction of the Capturer's snapshot connection, at Position,
+// with Pending transactions queued for Next that it already holds (see
+// Snapshot). Next goes on while it is open; Close it.
+type SnapshotCopy struct {
+	c        *Capturer
+	Position walfile.Position
+	Pending  int
+	closed   bool
+}
+
+// BeginSnapshot is the quick half of Snapshot, under a barrier; Copy,
+// which may take long, runs without holding up Next. One snapshot at a
+// time: BeginSnapshot waits for the previous SnapshotCopy's Close.
+func (c *Capturer) BeginSnapshot(ctx context.Context) (*SnapshotCopy, error) {
+	c.snapMu.Lock()
+	pos, pending, err := c.beginSnapshot(ctx)
+	if err != nil {
+		c.snapMu.Unlock()
+		return nil, err
+	}
+	return &SnapshotCopy{c: c, Position: pos, Pending: pending}, nil
+}
+
+// Copy writes the snapshot to the file dst (created or overwritten) with
+// SQLite's backup API, inside the copy's read transaction.
+func (s *SnapshotCopy) Copy(ctx context.Context, dst string) error {
 	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
 		if err := os.Remove(dst + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return walfile.Position{}, 0, fmt.Errorf("capture: snapshot: %w", err)
+			return fmt.Errorf("capture: snapshot: %w", err)
 		}
 	}
-	err = c.pins[c.cur].Raw(func(dc any) error {
+	err := s.c.snap.Raw(func(dc any) error {
 		b, ok := dc.(interface {
 			NewBackup(string) (*sqlite.Backup, error)
 		})
@@ -978,7 +994,55 @@ func (c *Capturer) Snapshot(ctx context.Context, dst string) (pos walfile.Positi
 		}
 	})
 	if err != nil {
-		return walfile.Position{}, 0, fmt.Errorf("capture: snapshot: %w", err)
+		return fmt.Errorf("capture: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Close ends the copy's read transaction (which, like the pin, holds the
+// WAL) and lets the next snapshot begin.
+func (s *SnapshotCopy) Close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	unpin(context.Background(), s.c.snap)
+	s.c.snapMu.Unlock()
+}
+
+// beginSnapshot, under a barrier, reads the WAL to its end (or starts over
+// after lost continuity), moves the pin there and begins the copy's read
+// transaction at the same point.
+func (c *Capturer) beginSnapshot(ctx context.Context) (pos walfile.Position, pending int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return walfile.Position{}, 0, ErrClosed
+	}
+	if fi, err := os.Stat(c.walPath); err != nil || inode(fi) != c.walIno {
+		if err := c.openWAL(); err != nil {
+			return walfile.Position{}, 0, err
+		}
+	}
+	if err := c.barrierLocked(ctx, c.cfg.busyTimeout, false, func(ctx context.Context) error {
+		if c.lost != nil {
+			if err := c.positionLocked(nil); err != nil {
+				return err
+			}
+		} else if err := c.drainLocked(); err != nil {
+			return err
+		}
+		if err := c.repinLocked(ctx); err != nil {
+			return err
+		}
+		return pin(ctx, c.snap)
+	}); err != nil {
+		return walfile.Position{}, 0, err
+	}
+	pos, pending = c.pos, len(c.queue)
+	if pending > 0 {
+		last := c.queue[pending-1]
+		pos = walfile.Position{Salt: last.Salt, Offset: last.End, Checksum: last.Post}
 	}
 	return pos, pending, nil
 }
@@ -1080,7 +1144,7 @@ func (c *Capturer) shutdown() error {
 	}
 	var errs []error
 	ctx := context.Background()
-	for _, conn := range []*sql.Conn{c.pins[0], c.pins[1], c.bar} {
+	for _, conn := range []*sql.Conn{c.pins[0], c.pins[1], c.bar, c.snap} {
 		if conn != nil {
 			unpin(ctx, conn)
 			errs = append(errs, conn.Close())

@@ -51,13 +51,21 @@ type Store struct {
 	obj jetstream.ObjectStore
 }
 
-// Open creates the bucket if need be and opens it.
+// Open opens the bucket, creating it with replicas if it does not exist.
+// An existing bucket is left as it is: a reader (the CLI) must not change
+// the replica count the platform chose.
 func Open(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Store, error) {
-	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:   bucket,
-		Storage:  jetstream.FileStorage,
-		Replicas: max(replicas, 1),
-	})
+	obj, err := js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		obj, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:   bucket,
+			Storage:  jetstream.FileStorage,
+			Replicas: max(replicas, 1),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			obj, err = js.ObjectStore(ctx, bucket) // made meanwhile
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("snapstore: open %s: %w", bucket, err)
 	}
