@@ -30,6 +30,7 @@ const (
 	EventReplicationLostWAL      = replication.EventLostWAL
 	EventReplicationShipFailed   = replication.EventShipFailed
 	EventReplicationBootstrapped = replication.EventBootstrapped
+	EventReplicationRestored     = replication.EventRestored
 )
 
 // SQLiteSnapshots sets how often the leader of a WithSQLite app copies

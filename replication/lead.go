@@ -119,9 +119,14 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	// Only the leader listens for snapshot requests, so that a request
 	// with no leader gets "no responders" at once.
 	if sub, err := r.cfg.NC.Subscribe(r.snapshotSubject(), l.requestSnapshot); err == nil {
-		l.sub = sub
+		l.subs = append(l.subs, sub)
 	} else {
 		r.log.Warn("replication: snapshot requests will not be answered", "err", err)
+	}
+	if sub, err := r.cfg.NC.Subscribe(RestoreSubject(r.cfg.Subject), func(m *nats.Msg) { go r.answerRestore(m) }); err == nil {
+		l.subs = append(l.subs, sub)
+	} else {
+		r.log.Warn("replication: restore requests will not be answered", "err", err)
 	}
 	go l.run()
 	go l.confirm()
@@ -168,7 +173,7 @@ type leader struct {
 	acks      chan inflight
 	dead      chan struct{} // closed by the first failure
 	wake      chan struct{} // a snapshot was requested
-	sub       *nats.Subscription
+	subs      []*nats.Subscription // snapshot and restore requests
 
 	bg sync.WaitGroup // snapshot uploads
 
@@ -446,8 +451,8 @@ func (l *leader) handoff(ctx context.Context) error {
 
 // stop ends shipping and closes the capture.
 func (l *leader) stop() error {
-	if l.sub != nil {
-		l.sub.Unsubscribe()
+	for _, sub := range l.subs {
+		sub.Unsubscribe()
 	}
 	if l.cancel != nil {
 		l.cancel()
@@ -698,3 +703,134 @@ func RequestSnapshot(ctx context.Context, nc *nats.Conn, subject string) (snapst
 
 // ErrNoLeader: no node leads the app's replication.
 var ErrNoLeader = errors.New("replication: no leader")
+
+// errRestoring ends a leader's shipping when an operator restores a
+// snapshot into the cluster: what the app writes after it is discarded.
+var errRestoring = errors.New("replication: a snapshot is being restored into the cluster")
+
+// RestoreCluster makes snapshot name the app's database cluster-wide: on
+// the leader, it stops shipping, appends a snapshot entry for a copy of
+// name re-tagged as the log's next state, and steps down (Config.Failed),
+// so that the next leader promotes a replica restored from it and every
+// standby follows. Whatever the app wrote after shipping stopped is
+// discarded; that is what restoring means. ErrNotLeader elsewhere.
+func (r *Replicator) RestoreCluster(ctx context.Context, name string) (snapstore.Meta, error) {
+	r.mu.Lock()
+	l := r.leader
+	r.mu.Unlock()
+	if l == nil {
+		return snapstore.Meta{}, ErrNotLeader
+	}
+	src, body, err := r.cfg.Snapshots.Get(ctx, name)
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	tmp := filepath.Join(r.cfg.Dir, fmt.Sprintf("restore-%d.tmp", time.Now().UnixNano()))
+	defer os.Remove(tmp)
+	err = copyToFile(tmp, body)
+	body.Close()
+	if err != nil {
+		return snapstore.Meta{}, err
+	}
+	// Stop shipping: from here the log ends with the snapshot entry. The
+	// step-down comes after the entry is in (a successor fencing first
+	// would refuse it).
+	l.halt()
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = errRestoring
+		close(l.dead)
+	}
+	l.mu.Unlock()
+	defer func() {
+		if r.cfg.Failed != nil {
+			r.cfg.Failed(l.epoch, errRestoring)
+		}
+	}()
+	at := l.app.Position()
+	info := src.SnapshotInfo
+	// The next leader's WAL is a new one: no position to chain to, the
+	// log's seq vouches (see apply's "The chain").
+	info.Position = walfile.Position{}
+	info.Epoch, info.Seq, info.Cursor = l.epoch, at.Seq+1, at.StreamSeq+1
+	m, err := r.cfg.Snapshots.Put(ctx, tmp, snapstore.Meta{SnapshotInfo: info, Bytes: at.Bytes, Reset: true, Node: r.cfg.Node})
+	if err != nil {
+		return snapstore.Meta{}, fmt.Errorf("replication: restore: store the re-tagged copy: %w", err)
+	}
+	e, err := l.app.AppendSnapshot(ctx, m.Name, info.Seq)
+	if err != nil {
+		return snapstore.Meta{}, fmt.Errorf("replication: restore: append its entry (the log may have lost an in-flight entry; try again): %w", err)
+	}
+	if e.StreamSeq != info.Cursor {
+		return snapstore.Meta{}, fmt.Errorf("replication: restore: entry landed at %d, expected %d", e.StreamSeq, info.Cursor)
+	}
+	r.log.Warn("replication: snapshot restored into the cluster; stepping down", "snapshot", name, "as", m.Name, "seq", m.Seq)
+	r.event(EventRestored, fmt.Sprintf("%s restored as transaction %d", name, m.Seq), l.epoch, nil)
+	return m, nil
+}
+
+// EventRestored: an operator restored a snapshot into the cluster.
+const EventRestored = "replication.restored"
+
+// halt stops shipping and confirming, keeping the capture open.
+func (l *leader) halt() {
+	l.cancel()
+	<-l.done
+	<-l.confirmed
+	l.bg.Wait()
+}
+
+func copyToFile(path string, r io.Reader) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(f, r, make([]byte, 1<<20)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// answerRestore serves RequestRestore, then steps down.
+func (r *Replicator) answerRestore(m *nats.Msg) {
+	var req struct{ Name string }
+	reply := snapshotReply{}
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.Name == "" {
+		reply.Error = "bad request: want {\"name\": SNAPSHOT}"
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		meta, err := r.RestoreCluster(ctx, req.Name)
+		cancel()
+		reply.Meta = meta
+		if err != nil {
+			reply.Error = err.Error()
+		}
+	}
+	b, _ := json.Marshal(reply)
+	_ = m.Respond(b)
+}
+
+// RestoreSubject is where the leader takes restore requests.
+func RestoreSubject(subject string) string { return subject + ".restore" }
+
+// RequestRestore asks the app's leader to restore snapshot name into the
+// cluster (RestoreCluster) and returns the re-tagged snapshot.
+func RequestRestore(ctx context.Context, nc *nats.Conn, subject, name string) (snapstore.Meta, error) {
+	b, _ := json.Marshal(map[string]string{"name": name})
+	msg, err := nc.RequestWithContext(ctx, RestoreSubject(subject), b)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return snapstore.Meta{}, ErrNoLeader
+	}
+	if err != nil {
+		return snapstore.Meta{}, fmt.Errorf("replication: restore request: %w", err)
+	}
+	var reply snapshotReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return snapstore.Meta{}, fmt.Errorf("replication: restore reply: %w", err)
+	}
+	if reply.Error != "" {
+		return snapstore.Meta{}, fmt.Errorf("replication: restore: %s", reply.Error)
+	}
+	return reply.Meta, nil
+}

@@ -537,3 +537,57 @@ func countOf(xs []string, x string) int {
 	}
 	return n
 }
+
+// TestRestoreIntoTheCluster: a snapshot taken earlier becomes the app's
+// database everywhere: the leader appends its entry and steps down, the
+// next leader's database and the standby's replica hold exactly the
+// snapshot's transactions, and writing goes on from there.
+func TestRestoreIntoTheCluster(t *testing.T) {
+	c := newCluster(t, nil)
+	a, b, d := c.start("a"), c.start("b"), c.start("c")
+	promote(t, a, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first := sqlitetest.StartWriter(t, ctx, "-db", a.path, "-n", "100").Wait(t, false).Commits
+	waitApplied(t, a, b, d)
+	snap, err := replication.RequestSnapshot(ctx, c.nc, "repl.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Seq != a.r.Status().Seq {
+		t.Fatalf("snapshot at seq %d, leader at %d", snap.Seq, a.r.Status().Seq)
+	}
+	sqlitetest.StartWriter(t, ctx, "-db", a.path, "-start", "101", "-n", "100").Wait(t, false)
+	waitApplied(t, a, b, d)
+
+	m, err := replication.RequestRestore(ctx, c.nc, "repl.db", snap.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Reset || m.Name == snap.Name {
+		t.Fatalf("restored as %+v", m)
+	}
+	waitFor(t, 10*time.Second, "the leader to step down", func() bool {
+		for _, err := range a.failures() {
+			if err != nil && strings.Contains(err.Error(), "restored") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := a.r.Demote(ctx, true); err == nil {
+		t.Log("handoff after restore reported no error")
+	}
+	promote(t, b, 2)
+	if ids := dbIDs(t, b.path); !slices.Equal(ids, first) {
+		t.Fatalf("after the restore the leader holds %v, want the snapshot's %d IDs", firstDiff(ids, first), len(first))
+	}
+	more := sqlitetest.StartWriter(t, ctx, "-db", b.path, "-start", "1001", "-n", "50").Wait(t, false).Commits
+	want := append(slices.Clone(first), more...)
+	waitApplied(t, b, a, d)
+	for _, n := range []*node{a, d} {
+		if ids := replicaIDs(t, n); !slices.Equal(ids, want) {
+			t.Fatalf("%s holds %v", n.name, firstDiff(ids, want))
+		}
+	}
+}

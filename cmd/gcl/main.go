@@ -27,7 +27,7 @@ const exitCodesHelp = `EXIT CODES:
    0  success (warnings may have been printed)
    1  invalid job file, a failed check, bad usage, an unreachable cluster or any other error
    2  job plan / job apply: there are (were) changes; job run: a job cannot be placed or its
-      instances failed; snapshot restore -cluster: not supported yet (see each command's help)`
+      instances failed (see each command's help)`
 
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))

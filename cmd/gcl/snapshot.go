@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"encoding/hex"
@@ -26,10 +27,6 @@ import (
 	"github.com/ozanturksever/go-cluster/replication/apply"
 	"github.com/ozanturksever/go-cluster/replication/snapstore"
 )
-
-// exitUnsupported: `snapshot restore -cluster`, which is not there yet.
-// Scripts tell it from a failed restore (1).
-const exitUnsupported = 2
 
 func snapshotCommand() *cli.Command {
 	return &cli.Command{
@@ -61,7 +58,8 @@ transaction); the app goes on writing meanwhile.`,
 				Name: "restore", HideHelpCommand: true, Usage: "download a snapshot to a database file", ArgsUsage: "APP [SNAPSHOT]",
 				UsageText: `gcl snapshot restore database -to /tmp/database.db
    gcl snapshot restore database snap-00000000000000000057-00000000000000000002 -to ./copy.db
-   gcl snapshot restore database -to /srv/db/app.db -force`,
+   gcl snapshot restore database -to /srv/db/app.db -force
+   gcl snapshot restore database snap-00000000000000000057-00000000000000000002 -cluster`,
 				Description: `Downloads the snapshot (the newest without SNAPSHOT) next to PATH, checks it
 against its SHA-256, runs PRAGMA integrity_check on it and only then moves
 it to PATH, atomically. An existing PATH (or a PATH-wal, -shm or -journal
@@ -69,12 +67,18 @@ left next to it) is refused unless -force: then the stale -wal, -shm and
 -journal are removed first, since SQLite would apply them to the restored
 file. Stop whatever uses PATH before forcing. Progress goes to stderr.
 
-Restoring into the running cluster (-cluster) is not supported yet; the
-command says how to do it by hand and exits with 2.`,
+With -cluster instead of -to, the snapshot becomes the app's database on
+every node: the leader stops shipping, records the snapshot in the log as
+the new state and steps down; the next leader starts from it and the
+standbys follow. Everything written after the snapshot was taken is lost,
+so it asks for the app's name to be typed (or -yes, for scripts), and
+waits until a leader runs on the restored database.`,
 				Flags: appFlags(
 					&cli.StringFlag{Name: "to", Usage: "restore to the database file `PATH`"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing PATH"},
-					&cli.BoolFlag{Name: "cluster", Usage: "restore into the running cluster (not supported yet)"}),
+					&cli.BoolFlag{Name: "cluster", Usage: "restore into the running cluster: replaces the app's data everywhere"},
+					&cli.BoolFlag{Name: "yes", Usage: "with -cluster: do not ask for confirmation"},
+					&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "with -cluster: give up waiting after `DURATION`"}),
 				Action: runSnapshotRestore,
 			},
 		},
@@ -239,22 +243,6 @@ func writeSnapshotTable(w io.Writer, views []snapshotView) error {
 	return tw.Flush()
 }
 
-// clusterRestoreHelp is what `snapshot restore -cluster` says instead.
-func clusterRestoreHelp(app, platform string) string {
-	return fmt.Sprintf(`restoring into the running cluster (-cluster) is not supported yet. By hand:
-  1. gcl snapshot restore %[1]s [SNAPSHOT] -to /tmp/%[1]s.db   (a checked copy)
-  2. gcl job stop %[1]s
-  3. on every node: rm -rf <agent data dir>/state/replicas/%[1]s
-     (a node's replica would otherwise be promoted over the restored file)
-  4. delete the app's log and snapshots, e.g. with the nats CLI:
-     nats stream rm gcl_%[2]s_wal_%[1]s; nats object rm gcl_%[2]s_snap_%[1]s
-  5. on the node that is to lead, put /tmp/%[1]s.db at the job's sqlite path,
-     with no -wal, -shm or -journal file beside it
-  6. gcl job run the job with a constraint on that node's node.id: its first
-     leader starts the log over from that file; then run it again without
-     the constraint, and the standbys start from its snapshot`, app, platform)
-}
-
 // restoreResult is what `snapshot restore -json` prints.
 type restoreResult struct {
 	App       string       `json:"app"`
@@ -273,7 +261,10 @@ func runSnapshotRestore(c *cli.Context) error {
 		return cli.Exit("usage: gcl snapshot restore APP [SNAPSHOT] -to PATH", exitFailure)
 	}
 	if c.Bool("cluster") {
-		return cli.Exit(clusterRestoreHelp(app, c.String("platform")), exitUnsupported)
+		if c.String("to") != "" {
+			return cli.Exit("-cluster and -to exclude each other", exitFailure)
+		}
+		return restoreIntoCluster(c, app, args)
 	}
 	if c.String("to") == "" {
 		return cli.Exit("give the database file to restore to: -to PATH", exitFailure)
@@ -483,4 +474,69 @@ func humanBytes(n int64) string {
 		unit++
 	}
 	return fmt.Sprintf("%.1f %s", v, units[unit])
+}
+
+// restoreIntoCluster serves `snapshot restore -cluster`.
+func restoreIntoCluster(c *cli.Context, app string, args []string) error {
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	s, err := connectFromFlags(c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	store, err := openSnapshots(ctx, s, app)
+	if err != nil {
+		return err
+	}
+	var snap snapstore.Meta
+	if len(args) == 1 {
+		m, rc, err := store.Get(ctx, args[0])
+		if err != nil {
+			return cli.Exit(err.Error(), exitFailure)
+		}
+		rc.Close()
+		snap = m
+	} else if snap, err = store.Latest(ctx, 0); err != nil {
+		return cli.Exit(fmt.Sprintf("app %q: %v", app, err), exitFailure)
+	}
+	if !c.Bool("yes") {
+		fmt.Fprintf(c.App.ErrWriter, "This replaces the database of %s on every node with %s (transaction %d, %s, taken %s).\n"+
+			"Everything written since is lost. Type the app's name to go on: ", app, snap.Name, snap.Seq, humanBytes(snap.Size()), snap.Created.Format(time.RFC3339))
+		line, _ := bufio.NewReader(c.App.Reader).ReadString('\n')
+		if strings.TrimSpace(line) != app {
+			return cli.Exit("not confirmed; nothing changed", exitFailure)
+		}
+	}
+	started := time.Now()
+	progressf(c, "==> asking the leader of %s to restore %s", app, snap.Name)
+	m, err := replication.RequestRestore(ctx, s.nc, s.store.Layout().ReplicationSubject(app), snap.Name)
+	if errors.Is(err, replication.ErrNoLeader) {
+		return cli.Exit(fmt.Sprintf("app %q has no replication leader: start the job first", app), exitFailure)
+	}
+	if err != nil {
+		return err
+	}
+	progressf(c, "==> recorded as transaction %d; waiting for a leader on the restored database", m.Seq)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		nodes, err := agent.ReplicationNodes(ctx, s.js, s.store.Layout(), app)
+		if err == nil {
+			for _, n := range nodes {
+				if n.Role == replication.RoleLeader && n.Epoch > m.Epoch && n.Seq >= m.Seq {
+					if c.Bool("json") {
+						return writeJSON(c.App.Writer, map[string]any{"app": app, "snapshot": viewSnapshot(snap), "restored_as": viewSnapshot(m), "leader": n.Node})
+					}
+					fmt.Fprintf(c.App.Writer, "%s restored into %s as transaction %d; %s leads (%s)\n", snap.Name, app, m.Seq, n.Node, time.Since(started).Round(time.Millisecond))
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return cli.Exit(fmt.Sprintf("the restore is recorded, but no leader runs on it after %s (gcl app status %s)", c.Duration("timeout"), app), exitFailure)
+		case <-tick.C:
+		}
+	}
 }

@@ -116,7 +116,7 @@ func TestSQLiteSnapshotsAndStatus(t *testing.T) {
 	if n := countRows(t, restored); n != rows {
 		t.Fatalf("restored database has %d rows, want %d", n, rows)
 	}
-	// An existing file is kept unless forced; -cluster is not there yet.
+	// An existing file is kept unless forced.
 	if code, _, stderr := c.gcl("snapshot", "restore", "db", "-to", restored); code != 1 || !strings.Contains(stderr, "-force") {
 		t.Fatalf("restore over an existing file: exit %d\n%s", code, stderr)
 	}
@@ -138,9 +138,6 @@ func TestSQLiteSnapshotsAndStatus(t *testing.T) {
 	}
 	if n := countRows(t, restored); n != rows {
 		t.Fatalf("restored database has %d rows, want %d", n, rows)
-	}
-	if code, _, stderr := c.gcl("snapshot", "restore", "db", "-to", restored, "-cluster"); code != 2 || !strings.Contains(stderr, "not supported yet") {
-		t.Fatalf("restore -cluster: exit %d\n%s", code, stderr)
 	}
 
 	var integ struct {
@@ -177,6 +174,41 @@ func TestSQLiteSnapshotsAndStatus(t *testing.T) {
 		`gcl_replication_behind_messages{job="db",node="n1"}`, `gcl_replication_resyncs_total{job="db",node="n1"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// Restore into the cluster: the rows written after the snapshot go.
+	writeMoreRows(t, dbPath, 7)
+	if n := countRows(t, dbPath); n != rows+7 {
+		t.Fatalf("%d rows before the restore", n)
+	}
+	if code, _, _ := c.gcl("snapshot", "restore", "db", created.Name, "-cluster"); code != 1 {
+		t.Fatalf("restore -cluster without confirmation (no terminal, no -yes): exit %d", code)
+	}
+	out = c.mustGCL(0, "snapshot", "restore", "db", created.Name, "-cluster", "-yes", "-json", "-timeout", "60s")
+	var rr struct {
+		Leader     string       `json:"leader"`
+		RestoredAs snapshotJSON `json:"restored_as"`
+	}
+	if err := json.Unmarshal([]byte(out), &rr); err != nil || rr.Leader != "n1" || rr.RestoredAs.Seq <= created.Seq {
+		t.Fatalf("snapshot restore -cluster -json: %v\n%s", err, out)
+	}
+	if n := countRows(t, dbPath); n != rows {
+		t.Fatalf("after restoring %s the leader's database has %d rows, want %d", created.Name, n, rows)
+	}
+}
+
+// writeMoreRows inserts n rows into the items table.
+func writeMoreRows(t *testing.T, path string, n int) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range n {
+		if _, err := db.Exec("INSERT INTO items (name) VALUES (?)", fmt.Sprintf("later %d", i)); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
