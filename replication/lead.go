@@ -171,8 +171,8 @@ type leader struct {
 	done      chan struct{} // run returned
 	confirmed chan struct{} // confirm returned
 	acks      chan inflight
-	dead      chan struct{} // closed by the first failure
-	wake      chan struct{} // a snapshot was requested
+	dead      chan struct{}        // closed by the first failure
+	wake      chan struct{}        // a snapshot was requested
 	subs      []*nats.Subscription // snapshot and restore requests
 
 	bg sync.WaitGroup // snapshot uploads

@@ -62,7 +62,7 @@ func Cleanup() {
 // Run is the output of a writer process.
 type Run struct {
 	Commits     []int64
-	CommitTimes []time.Time // when each commit line was read
+	CommitTimes []time.Time         // when each commit line was read
 	Checkpoints map[string][]string // mode → outcomes
 	Vacuums     int
 	Rollbacks   int
