@@ -13,7 +13,9 @@ test:
 # ring join/leave and NodeFor, Call vs raw NATS, KV and lock latency; the
 # agent's start-up, RSS, 100-instance job run and exec failover (separate
 # agent processes); then the Go micro-benchmarks (locks, leases, ring
-# assignment, placement, job file parsing, scheduler, exec supervisor).
+# assignment, placement, job file parsing, scheduler, exec supervisor); then
+# SQLite replication: commit-to-standby lag at 1,000/s and flat out, promote
+# time, 1 GiB snapshot and bootstrap, capture latency, apply and WAL parsing.
 bench:
 	$(GO) run ./cmd/bench
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./internal/agenttest
@@ -22,6 +24,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./executor/exec
 	$(GO) test -run '^$$' -bench SystemdHandoff -benchtime 20x .
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./executor/systemd
+	$(GO) test -run '^$$' -bench 'ReplicationLag|Snapshot1GB' -benchtime 1x -timeout 30m ./replication
+	$(GO) test -run '^$$' -bench Promote -benchtime 5x ./replication
+	$(GO) test -run '^$$' -bench . ./replication/capture ./replication/apply ./replication/walfile
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -31,6 +31,8 @@ const (
 	EventReplicationShipFailed   = replication.EventShipFailed
 	EventReplicationBootstrapped = replication.EventBootstrapped
 	EventReplicationRestored     = replication.EventRestored
+	EventReplicationLagging      = replication.EventLagging
+	EventReplicationCaughtUp     = replication.EventCaughtUp
 )
 
 // SQLiteSnapshots sets how often the leader of a WithSQLite app copies

@@ -303,6 +303,16 @@ func (r *Replicator) advanced(rep *apply.Replica, e wallog.Entry, behind uint64,
 	if r.cfg.Applied != nil {
 		r.cfg.Applied(e, lag)
 	}
+	// Lag as events: once when it passes LagAlert, once when it is back
+	// under half of it, so the feed shows episodes, not every apply.
+	switch {
+	case !r.lagging && lag > r.cfg.LagAlert:
+		r.lagging = true
+		go r.event(EventLagging, fmt.Sprintf("%s behind the leader (%d messages to apply)", lag.Round(time.Millisecond), behind), e.Epoch, nil)
+	case r.lagging && lag < r.cfg.LagAlert/2:
+		r.lagging = false
+		go r.event(EventCaughtUp, fmt.Sprintf("%s behind the leader", lag.Round(time.Millisecond)), e.Epoch, nil)
+	}
 	r.advancedLocked()
 }
 

@@ -591,3 +591,26 @@ func TestRestoreIntoTheCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestLagEvents: a standby that starts behind reports that it lags, and
+// that it caught up once it applies fresh transactions quickly.
+func TestLagEvents(t *testing.T) {
+	c := newCluster(t, func(cfg *replication.Config) { cfg.LagAlert = 400 * time.Millisecond })
+	a := c.start("a")
+	promote(t, a, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// 0.6 s of writes before the standby exists: its first entries are
+	// older than the alert when it applies them.
+	sqlitetest.StartWriter(t, ctx, "-db", a.path, "-n", "60", "-rate", "100").Wait(t, false)
+	b := c.start("b")
+	waitApplied(t, a, b)
+	sqlitetest.StartWriter(t, ctx, "-db", a.path, "-start", "61", "-n", "50", "-rate", "200").Wait(t, false)
+	waitApplied(t, a, b)
+	waitFor(t, 5*time.Second, "lagging and caught-up events", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		i := slices.Index(b.events, replication.EventLagging)
+		return i >= 0 && slices.Contains(b.events[i:], replication.EventCaughtUp)
+	})
+}

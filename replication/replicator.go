@@ -65,7 +65,10 @@ type Config struct {
 	// Event reports what happened, for the activity feed; Report, the
 	// Status, on every change of role and at most every ReportEvery (0:
 	// 1 s) while it changes.
-	Event       func(kind, message string, epoch uint64, err error)
+	Event func(kind, message string, epoch uint64, err error)
+	// LagAlert: a standby whose lag passes it reports EventLagging, and
+	// EventCaughtUp once back under half of it (0: 1 s).
+	LagAlert    time.Duration
 	Report      func(Status)
 	ReportEvery time.Duration
 	// Applied, if set, is called on a standby after each applied batch
@@ -89,6 +92,8 @@ const (
 	EventLostWAL      = "replication.lost_continuity"
 	EventShipFailed   = "replication.ship_failed"
 	EventBootstrapped = "replication.bootstrapped"
+	EventLagging      = "replication.lagging"
+	EventCaughtUp     = "replication.caught_up"
 )
 
 // Roles.
@@ -143,6 +148,7 @@ type Replicator struct {
 	// (applied, or an entry with nothing to apply); the replica's cursor
 	// moves only with what it applied.
 	processed uint64
+	lagging   bool // an EventLagging episode is open
 }
 
 // New opens this node's replica of the app (creating an empty one).
@@ -158,6 +164,9 @@ func New(cfg Config) (*Replicator, error) {
 	}
 	if cfg.Retain <= 0 {
 		cfg.Retain = 2
+	}
+	if cfg.LagAlert <= 0 {
+		cfg.LagAlert = time.Second
 	}
 	if cfg.ReportEvery <= 0 {
 		cfg.ReportEvery = time.Second

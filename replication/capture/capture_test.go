@@ -1,12 +1,10 @@
 package capture_test
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +15,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/ozanturksever/go-cluster/internal/sqlitetest"
 	"github.com/ozanturksever/go-cluster/replication/capture"
 	"github.com/ozanturksever/go-cluster/replication/walfile"
 	"github.com/ozanturksever/go-cluster/replication/walfile/walfiletest"
@@ -98,14 +97,14 @@ func drain(t testing.TB, c *capture.Capturer, r *replica, quiet time.Duration) i
 // checkReplica compares a copy of the replica with the source database.
 func checkReplica(t testing.TB, dir, replicaPath, srcPath string) {
 	t.Helper()
-	integ, got, _ := dbState(t, copyFile(t, replicaPath, dir))
+	integ, got, _ := sqlitetest.DBState(t, copyFile(t, replicaPath, dir))
 	if integ != "ok" {
 		t.Fatalf("replica integrity_check: %s", integ)
 	}
 	// Through SQLite, in this process: a copy of the file alone would
 	// miss what is in the WAL. (SQLite keeps its descriptors of the file
 	// open while other connections of the process hold locks.)
-	_, want, _ := dbState(t, srcPath)
+	_, want, _ := sqlitetest.DBState(t, srcPath)
 	if got != want {
 		t.Fatalf("replica content differs from the source")
 	}
@@ -342,62 +341,6 @@ func TestCaptureResume(t *testing.T) {
 	checkReplica(t, dir, rep, src)
 }
 
-// writerRun is the output of a sqlitewriter process.
-type writerRun struct {
-	commits     []int64
-	checkpoints map[string][]string // mode → outcomes
-	vacuums     int
-	rollbacks   int
-	lines       []string
-}
-
-func runWriter(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, func() *writerRun) {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, writerPath(t), args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	run := &writerRun{checkpoints: map[string][]string{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			f := strings.Fields(line)
-			switch {
-			case len(f) == 2 && f[0] == "commit":
-				id, _ := strconv.ParseInt(f[1], 10, 64)
-				run.commits = append(run.commits, id)
-			case len(f) > 2 && f[0] == "checkpoint":
-				run.checkpoints[f[1]] = append(run.checkpoints[f[1]], strings.Join(f[2:], " "))
-			case len(f) > 0 && f[0] == "vacuum":
-				run.vacuums++
-				if !strings.HasSuffix(line, "err=<nil>") {
-					run.lines = append(run.lines, line)
-				}
-			case len(f) > 0 && f[0] == "rollback":
-				run.rollbacks++
-			default:
-				run.lines = append(run.lines, line)
-			}
-		}
-	}()
-	return cmd, func() *writerRun {
-		<-done
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("writer: %v\n%s", err, stderr.String())
-		}
-		return run
-	}
-}
-
 // TestCaptureWriterProcess captures while another process writes with big
 // blobs, VACUUM, checkpoints of every mode, schema changes and rolled-back
 // transactions, applies every transaction to a replica made by Snapshot,
@@ -419,8 +362,7 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 	src, rep := filepath.Join(dir, "src.db"), filepath.Join(dir, "replica.db")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	_, wait := runWriter(t, ctx, "-db", src, "-init")
-	wait()
+	sqlitetest.StartWriter(t, ctx, "-db", src, "-init").Wait(t, false)
 
 	c, err := capture.Open(ctx, src, capture.WithCheckpointThreshold(512<<10))
 	if err != nil {
@@ -433,7 +375,7 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 	r := openReplica(t, rep, c.PageSize())
 	defer func() { r.close() }()
 
-	_, waitWriter := runWriter(t, ctx, "-db", src, "-n", strconv.Itoa(n), "-seed", "7", "-rate", rate,
+	w := sqlitetest.StartWriter(t, ctx, "-db", src, "-n", strconv.Itoa(n), "-seed", "7", "-rate", rate,
 		"-blob-every", "97", "-blob-size", strconv.Itoa(1536<<10),
 		"-vacuum-every", "251", "-checkpoint-every", "23", "-schema-every", "31",
 		"-rollback-every", "41", "-cache-size", "40")
@@ -494,7 +436,7 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 				if doCheck {
 					// The replica is a consistent database after every
 					// transaction.
-					integ, _, _ := dbState(t, copyFile(t, rep, dir))
+					integ, _, _ := sqlitetest.DBState(t, copyFile(t, rep, dir))
 					if integ != "ok" {
 						return fmt.Errorf("replica after %d txns: integrity_check %s", applied, integ)
 					}
@@ -504,7 +446,7 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 		}()
 	}()
 
-	run := waitWriter()
+	run := w.Wait(t, false)
 	// Everything the writer committed is in the WAL now: read it all.
 	if _, err := c.Checkpoint(ctx); err != nil {
 		t.Fatalf("final Checkpoint: %v", err)
@@ -518,7 +460,7 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 		t.Fatal(err)
 	}
 
-	for mode, outs := range run.checkpoints {
+	for mode, outs := range run.Checkpoints {
 		busy := 0
 		for _, o := range outs {
 			if strings.Contains(o, "busy=1") {
@@ -530,11 +472,12 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 		}
 		t.Logf("writer %-8s checkpoints: %d, busy %d; e.g. %s", mode, len(outs), busy, outs[len(outs)-1])
 	}
-	if len(run.lines) > 2 {
-		t.Logf("writer said: %q", run.lines)
+	// Beyond "done N" (the writer's "ready" is in run.Ready, not Lines).
+	if len(run.Lines) > 1 {
+		t.Logf("writer said: %q", run.Lines)
 	}
 	t.Logf("writer: %d commits, %d vacuums, %d rollbacks; capture: %d txns applied (%d frames, largest %d), %d lost continuity, %d integrity checks on the way",
-		len(run.commits), run.vacuums, run.rollbacks, applied, frames, maxFrames, lost, checks)
+		len(run.Commits), run.Vacuums, run.Rollbacks, applied, frames, maxFrames, lost, checks)
 	t.Logf("capturer stats: %+v", st)
 	if st.Barriers > 0 {
 		t.Logf("barriers: %d, mean %v, max %v", st.Barriers, st.BarrierTotal/time.Duration(st.Barriers), st.BarrierMax)
@@ -542,28 +485,28 @@ func testWriterProcess(t *testing.T, n int, rate string) {
 	if lost != 0 {
 		t.Errorf("continuity lost %d times", lost)
 	}
-	if len(run.commits) != n {
-		t.Fatalf("writer committed %d of %d", len(run.commits), n)
+	if len(run.Commits) != n {
+		t.Fatalf("writer committed %d of %d", len(run.Commits), n)
 	}
 
-	integ, got, ids := dbState(t, copyFile(t, rep, dir))
+	integ, got, ids := sqlitetest.DBState(t, copyFile(t, rep, dir))
 	if integ != "ok" {
 		t.Fatalf("replica integrity_check: %s", integ)
 	}
-	if !slices.Equal(ids, run.commits) {
+	if !slices.Equal(ids, run.Commits) {
 		have := map[int64]bool{}
 		for _, id := range ids {
 			have[id] = true
 		}
 		var missing []int64
-		for _, id := range run.commits {
+		for _, id := range run.Commits {
 			if !have[id] {
 				missing = append(missing, id)
 			}
 		}
-		t.Fatalf("replica has %d log rows, the writer committed %d; missing %v", len(ids), len(run.commits), missing)
+		t.Fatalf("replica has %d log rows, the writer committed %d; missing %v", len(ids), len(run.Commits), missing)
 	}
-	_, want, _ := dbState(t, src)
+	_, want, _ := sqlitetest.DBState(t, src)
 	if got != want {
 		t.Fatal("replica content differs from the source")
 	}
