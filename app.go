@@ -55,6 +55,7 @@ type Application struct {
 	sqlitePath      string
 	sqliteSnapEvery time.Duration
 	sqliteSnapKeep  int
+	sqliteSync      bool            // SQLiteSynchronous: DB's commits wait for a standby
 	repl            *appReplication // while registered on a platform; see preflight
 	vipCIDR, vipIf  string
 	vipARPCount     int

@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -114,4 +117,130 @@ func TestSQLiteFollowsTheLeader(t *testing.T) {
 			t.Errorf("no %s event (%v)", k, kinds)
 		}
 	}
+}
+
+// TestSQLiteSynchronousDB: with SQLiteSynchronous, a commit through DB()
+// returns once the standby's replica holds it; without a standby it
+// reports ErrNoStandby (the row is committed and in the log); on the
+// standby, DB() refuses to write.
+func TestSQLiteSynchronousDB(t *testing.T) {
+	url := startNATS(t)
+	dir := t.TempDir()
+	newApp := func(n string) *Application {
+		return NewApp("db", Singleton(), WithSQLite(filepath.Join(dir, n, "app.db")), SQLiteSynchronous())
+	}
+	a1 := newApp("n1")
+	runPlatform(t, url, "sy", "n1", []*Application{a1}, WithStateDir(filepath.Join(dir, "n1", "state")))
+	eventually(t, 10*time.Second, "n1 to lead", func() bool {
+		st, ok := a1.ReplicationStatus()
+		return ok && st.Role == "leader"
+	})
+	db, err := a1.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"); !errors.Is(err, ErrNoStandby) {
+		t.Fatalf("commit without a standby: %v, want ErrNoStandby", err)
+	}
+	a2 := newApp("n2")
+	runPlatform(t, url, "sy", "n2", []*Application{a2}, WithStateDir(filepath.Join(dir, "n2", "state")))
+	eventually(t, 10*time.Second, "n2 to follow", func() bool {
+		st, ok := a2.ReplicationStatus()
+		return ok && st.Role == "standby"
+	})
+	replica := filepath.Join(dir, "n2", "state", "replicas", "db", "replica.db")
+	for i := 1; i <= 20; i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO t (id, v) VALUES (?, 'x')", i); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		// The commit returned: the standby's replica holds the row.
+		if got := maxID(t, replica); got != i {
+			t.Fatalf("after commit %d the standby's replica holds up to %d", i, got)
+		}
+	}
+	db2, err := a2.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	if _, err := db2.ExecContext(ctx, "INSERT INTO t (id, v) VALUES (100, 'y')"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("write on the standby: %v, want ErrNotLeader", err)
+	}
+}
+
+// maxID reads max(id) of table t from a copy of a replica file.
+func maxID(t *testing.T, replica string) int {
+	t.Helper()
+	b, err := os.ReadFile(replica)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n sql.NullInt64
+	if err := db.QueryRow("SELECT max(id) FROM t").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return int(n.Int64)
+}
+
+// BenchmarkSQLiteSynchronousCommit: one small transaction through DB()
+// with SQLiteSynchronous, leader and standby on this machine: the commit
+// returns once the standby's replica holds it durably.
+func BenchmarkSQLiteSynchronousCommit(b *testing.B) {
+	url := startNATS(b)
+	dir := b.TempDir()
+	apps := map[string]*Application{}
+	for _, n := range []string{"n1", "n2"} {
+		apps[n] = NewApp("db", Singleton(), WithSQLite(filepath.Join(dir, n, "app.db")), SQLiteSynchronous())
+		runPlatform(b, url, "sb", n, []*Application{apps[n]}, WithStateDir(filepath.Join(dir, n, "state")))
+	}
+	var leader, standby *Application
+	eventually(b, 10*time.Second, "a leader and a following standby", func() bool {
+		leader, standby = nil, nil
+		for _, a := range apps {
+			st, _ := a.ReplicationStatus()
+			switch st.Role {
+			case "leader":
+				leader = a
+			case "standby":
+				standby = a
+			}
+		}
+		return leader != nil && standby != nil
+	})
+	db, err := leader.DB()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if _, err := db.ExecContext(ctx, "INSERT INTO t (id, v) VALUES (?, randomblob(100))", i+1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/commit")
 }

@@ -39,10 +39,23 @@ func (r *Replicator) Run(ctx context.Context) {
 
 // startFollowing starts the standby loop (if not leading or following).
 func (r *Replicator) startFollowing() {
+	if r.startFollowingLocked() {
+		// The server has the "applied?" subscription before this
+		// standby's status says it follows.
+		_ = r.cfg.NC.FlushTimeout(time.Second)
+		r.update(func(s *Status) {
+			if s.Role != RoleResyncing {
+				s.Role = RoleStandby
+			}
+		})
+	}
+}
+
+func (r *Replicator) startFollowingLocked() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || !r.running || r.leader != nil || r.follow != nil || r.rep == nil {
-		return
+		return false
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -52,11 +65,11 @@ func (r *Replicator) startFollowing() {
 	if sub, err := r.cfg.NC.Subscribe(r.waitSubject(), func(m *nats.Msg) { go r.answerWait(m) }); err == nil {
 		r.waitSub = sub
 	}
-	r.updateLocked(func(s *Status) { s.Role = RoleStandby })
 	go func() {
 		defer close(done)
 		r.followLoop(ctx)
 	}()
+	return true
 }
 
 // stopFollowing stops the standby loop and waits for it.

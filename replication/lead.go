@@ -428,25 +428,57 @@ func (l *leader) handoff(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replication: handoff: %w", err)
 	}
-	cursor := at.StreamSeq
 	wait := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl))
 	}
-	rctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	msg, err := l.r.cfg.NC.RequestWithContext(rctx, l.r.waitSubject(),
-		[]byte(fmt.Sprintf("%d %d %s", cursor, wait.Milliseconds(), l.r.cfg.Node)))
+	node, err := l.r.waitStandby(ctx, at, wait)
 	switch {
-	case errors.Is(err, nats.ErrNoResponders):
+	case errors.Is(err, ErrNoStandby):
 		l.r.log.Warn("replication: handoff: no standby is following; the log holds everything", "seq", at.Seq)
 		return nil
 	case err != nil:
-		return fmt.Errorf("replication: handoff: no standby confirmed transaction %d: %w", at.Seq, err)
+		return fmt.Errorf("replication: handoff: %w", err)
 	}
-	l.r.log.Info("replication: handed off", "to", string(msg.Data), "seq", at.Seq, "took", time.Since(start))
-	l.r.event(EventHandoff, fmt.Sprintf("%s applied transaction %d", msg.Data, at.Seq), l.epoch, nil)
+	l.r.log.Info("replication: handed off", "to", node, "seq", at.Seq, "took", time.Since(start))
+	l.r.event(EventHandoff, fmt.Sprintf("%s applied transaction %d", node, at.Seq), l.epoch, nil)
 	return nil
+}
+
+// ErrNoStandby: no standby follows the log to confirm a transaction.
+var ErrNoStandby = errors.New("replication: no standby is following")
+
+// waitStandby waits, at most wait, until a standby has applied the log up
+// to at (durably: its replica fsynced) and returns its name.
+func (r *Replicator) waitStandby(ctx context.Context, at wallog.Position, wait time.Duration) (string, error) {
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	msg, err := r.cfg.NC.RequestWithContext(rctx, r.waitSubject(),
+		[]byte(fmt.Sprintf("%d %d %s", at.StreamSeq, wait.Milliseconds(), r.cfg.Node)))
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return "", ErrNoStandby
+	case err != nil:
+		return "", fmt.Errorf("no standby confirmed transaction %d: %w", at.Seq, err)
+	}
+	return string(msg.Data), nil
+}
+
+// Replicate is the synchronous commit: it ships every transaction
+// committed so far (Flush) and waits until a standby has applied them
+// durably. ErrNoStandby when none follows (the transactions are in the
+// log all the same).
+func (r *Replicator) Replicate(ctx context.Context) error {
+	at, err := r.Flush(ctx)
+	if err != nil {
+		return err
+	}
+	wait := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	_, err = r.waitStandby(ctx, at, wait)
+	return err
 }
 
 // stop ends shipping and closes the capture.

@@ -98,6 +98,7 @@ const (
 
 // Roles.
 const (
+	RoleStarting  = "starting" // not following yet
 	RoleStandby   = "standby"
 	RoleResyncing = "resyncing"
 	RoleLeader    = "leader"
@@ -179,7 +180,7 @@ func New(cfg Config) (*Replicator, error) {
 		cfg: cfg, log: cfg.Logger.With("app", cfg.App), rep: rep, applied: make(chan struct{}),
 	}
 	a := rep.Applied()
-	r.status = Status{App: cfg.App, Node: cfg.Node, Role: RoleStandby, Epoch: a.Epoch, Seq: a.Seq, Cursor: a.Cursor}
+	r.status = Status{App: cfg.App, Node: cfg.Node, Role: RoleStarting, Epoch: a.Epoch, Seq: a.Seq, Cursor: a.Cursor}
 	if err := r.serve(); err != nil {
 		rep.Close()
 		return nil, err
