@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -77,9 +78,10 @@ func TestLateRegisterRefusesBadApp(t *testing.T) {
 		defer p.mu.Unlock()
 		return p.runCtx != nil
 	})
-	bad := NewApp("db", Singleton(), WithSQLite("/tmp/x.db"))
-	if err := p.Register(bad); err == nil {
-		t.Fatal("app with an unavailable feature registered")
+	// Replicated SQLite needs one writer: refused in a pool.
+	bad := NewApp("db", Replicas(2), WithSQLite(filepath.Join(t.TempDir(), "x.db")))
+	if err := p.Register(bad); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("a pool with WithSQLite: Register said %v", err)
 	}
 	if p.app("db") != nil {
 		t.Fatal("refused app left registered")
