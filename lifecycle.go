@@ -197,7 +197,17 @@ func (p *Platform) deactivateFrom(ctx context.Context, a *Application, steps []s
 		if steps[i].down == nil {
 			continue
 		}
-		if err := steps[i].down(ctx); err != nil {
+		sctx := ctx
+		if ctx.Err() != nil {
+			// Late: the process stalled past its deadline (SIGSTOP, a VM
+			// pause) or an earlier step used up the budget. Stopping late
+			// is still stopping: the unit must go and the app must hear
+			// OnStop/OnPassive, or it goes on acting as the leader.
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), p.cfg.hookTimeout)
+			defer cancel()
+		}
+		if err := steps[i].down(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", steps[i].name, err))
 		}
 	}

@@ -96,7 +96,7 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	l := &leader{
 		r: r, epoch: epoch, app: app, cap: cp, wake: make(chan struct{}, 1), lastSnap: time.Now(),
 		shippedCh: make(chan struct{}), dead: make(chan struct{}), acks: make(chan inflight, maxInflight),
-		shipped: cp.Position(), pos: app.Position(),
+		pos: app.Position(), dealt: cp.Stats().Txns,
 	}
 	if bootstrap {
 		// Nothing to promote: this database is the first. Standbys start
@@ -177,9 +177,12 @@ type leader struct {
 
 	bg sync.WaitGroup // snapshot uploads
 
-	mu           sync.Mutex
-	shipped      walfile.Position // capture position after the last shipped transaction
-	pos          wallog.Position  // the log's position after it (app's, for other goroutines)
+	mu      sync.Mutex
+	shipped walfile.Position // capture position after the last shipped transaction
+	pos     wallog.Position  // the log's position after it (app's, for other goroutines)
+	// dealt counts the capture's transactions dealt with: shipped and
+	// acknowledged, or held by a reset snapshot (capture.SyncPoint).
+	dealt        int64
 	shippedCh    chan struct{}
 	err          error // why shipping stopped
 	lastSnap     time.Time
@@ -268,9 +271,9 @@ const maxInflight = 512
 
 // inflight is a shipped transaction awaiting its acknowledgement.
 type inflight struct {
-	p    *wallog.Pending
-	end  walfile.Position // the capture's position after the transaction
-	size uint64
+	p     *wallog.Pending
+	size  uint64
+	count int64 // the capture's count of returned transactions after it
 }
 
 // ship publishes one transaction without waiting for its acknowledgement
@@ -281,7 +284,7 @@ func (l *leader) ship(txn walfile.Txn) error {
 	if err != nil {
 		return err
 	}
-	f := inflight{p: p, end: walfile.Position{Salt: txn.Salt, Offset: txn.End, Checksum: txn.Post}, size: uint64(txn.End - txn.Start)}
+	f := inflight{p: p, size: uint64(txn.End - txn.Start), count: l.cap.Stats().Txns}
 	select {
 	case l.acks <- f:
 		return nil
@@ -313,7 +316,7 @@ func (l *leader) confirm() {
 		e := f.p.Entry
 		l.mu.Lock()
 		l.pos = wallog.Position{StreamSeq: e.StreamSeq, Seq: e.Seq, Bytes: e.Bytes}
-		l.shipped = f.end
+		l.dealt = f.count
 		l.sinceSnap += f.size
 		close(l.shippedCh)
 		l.shippedCh = make(chan struct{})
@@ -404,12 +407,14 @@ func (l *leader) flush(ctx context.Context) (wallog.Position, error) {
 	}
 	for {
 		l.mu.Lock()
-		shipped, ch, ferr, pos := l.shipped, l.shippedCh, l.err, l.pos
+		dealt, ch, ferr, pos := l.dealt, l.shippedCh, l.err, l.pos
 		l.mu.Unlock()
 		if ferr != nil {
 			return pos, fmt.Errorf("replication: shipping failed: %w", ferr)
 		}
-		if shipped == target {
+		// At or past the target: the shipper may have gone on to later
+		// transactions before this looks.
+		if dealt >= target.Returned {
 			return pos, nil
 		}
 		select {
@@ -672,7 +677,7 @@ func (l *leader) resetSnapshot(ctx context.Context) error {
 		return fmt.Errorf("replication: snapshot entry landed at %d, expected %d", e.StreamSeq, info.Cursor)
 	}
 	l.mu.Lock()
-	l.shipped, l.pos = pos, l.app.Position()
+	l.pos, l.dealt = l.app.Position(), l.cap.Stats().Txns
 	l.mu.Unlock()
 	r.event(EventSnapshot, fmt.Sprintf("reset at transaction %d (%d bytes)", info.Seq, info.Size()), l.epoch, nil)
 	return nil

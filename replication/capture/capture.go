@@ -1047,28 +1047,37 @@ func (c *Capturer) beginSnapshot(ctx context.Context) (pos walfile.Position, pen
 	return pos, pending, nil
 }
 
+// SyncPoint is where Sync found the end of what is committed: the WAL
+// Position after it, and Returned, the count of transactions Next will
+// have returned in all (Stats().Txns) once it has returned all of it.
+// Returned orders points, which positions across WAL generations do not.
+type SyncPoint struct {
+	Position walfile.Position
+	Returned int64
+}
+
 // Sync reads everything committed so far, under a barrier so that nothing
-// commits meanwhile, and returns the Position that Next reaches once it
-// has returned all of it: on a graceful handoff, with the app stopped,
-// the caller ships until its position is this one and so leaves nothing
-// behind.
-func (c *Capturer) Sync(ctx context.Context) (walfile.Position, error) {
+// commits meanwhile, and returns where Next will be once it has returned
+// all of it: on a graceful handoff, with the app stopped, the caller
+// ships until it has shipped that much and so leaves nothing behind.
+func (c *Capturer) Sync(ctx context.Context) (SyncPoint, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosed {
-		return walfile.Position{}, ErrClosed
+		return SyncPoint{}, ErrClosed
 	}
 	if c.lost != nil {
-		return walfile.Position{}, c.lost
+		return SyncPoint{}, c.lost
 	}
 	if err := c.barrierLocked(ctx, c.cfg.busyTimeout, true, func(context.Context) error { return nil }); err != nil {
-		return walfile.Position{}, err
+		return SyncPoint{}, err
 	}
+	sp := SyncPoint{Position: c.pos, Returned: c.stats.Txns + int64(len(c.queue))}
 	if n := len(c.queue); n > 0 {
 		last := c.queue[n-1]
-		return walfile.Position{Salt: last.Salt, Offset: last.End, Checksum: last.Post}, nil
+		sp.Position = walfile.Position{Salt: last.Salt, Offset: last.End, Checksum: last.Post}
 	}
-	return c.pos, nil
+	return sp, nil
 }
 
 // Check runs PRAGMA quick_check through the pinned read transaction: the

@@ -25,6 +25,8 @@ func main() {
 	flag.StringVar(&cfg.Platform, "platform", "crashtest", "platform name")
 	flag.DurationVar(&cfg.LeaseTTL, "ttl", 0, "lease TTL (0: library default)")
 	flag.StringVar(&cfg.LogPath, "log", "", "event log file (required)")
+	flag.StringVar(&cfg.Mode, "mode", "", `"" (the singleton app), "ring" or "sqlite" (WithSQLite on DATA/app.db; SIGUSR2: SyncDB)`)
+	flag.StringVar(&cfg.DataDir, "data", "", "data directory (sqlite mode): the database and the platform state")
 	flag.Parse()
 	os.Exit(crashtest.RunNode(cfg))
 }

@@ -19,14 +19,9 @@ import (
 	"github.com/ozanturksever/go-cluster/state"
 )
 
-// Reproductions of library bugs that TestSQLiteFailover works around (see
-// the notes there). They fail until the library is fixed; set
-// GCL_CRASHTEST_REPRO=1 to run them.
-func reproOnly(t *testing.T) {
-	if os.Getenv("GCL_CRASHTEST_REPRO") == "" {
-		t.Skip("reproduces a known library bug; set GCL_CRASHTEST_REPRO=1 to run")
-	}
-}
+// Regression tests for two bugs TestSQLiteFailover found: SyncDB hanging
+// while the app writes, and a stalled leader's app never told it lost the
+// leadership.
 
 // TestSQLiteSyncWhileWriting: SyncDB (Flush) on a leader whose app keeps
 // committing must return once what was committed before the call is in
@@ -35,7 +30,6 @@ func reproOnly(t *testing.T) {
 // transaction before the waiter looks again passes it, and the waiter
 // never sees it: SyncDB hangs until its context ends.
 func TestSQLiteSyncWhileWriting(t *testing.T) {
-	reproOnly(t)
 	tc := newTestCluster(t, time.Second)
 	tc.Mode = ModeSQLite
 	sqlitetest.WriterPath(t)
@@ -130,7 +124,6 @@ func TestSQLiteSyncWhileWriting(t *testing.T) {
 // leader is never told it lost the leadership, and goes on acting (with
 // WithSQLite: writing to a database nobody ships any more).
 func TestPausedLeaderOnPassive(t *testing.T) {
-	reproOnly(t)
 	tc := newTestCluster(t, time.Second)
 	tc.start("n1", tc.url)
 	leader := tc.settledLeader()
