@@ -721,19 +721,25 @@ func describe(path string, pos walfile.Position) (apply.SnapshotInfo, error) {
 // until it is stored (for `gcl snapshot create`). ErrNoLeader: nobody
 // leads the app.
 func RequestSnapshot(ctx context.Context, nc *nats.Conn, subject string) (snapstore.Meta, error) {
-	msg, err := nc.RequestWithContext(ctx, subject+".snapshot", []byte("0"))
+	return askLeader(ctx, nc, subject+".snapshot", "snapshot", []byte("0"))
+}
+
+// askLeader sends a request only the leader answers, with a snapshot (or
+// the reason it has none) for a reply.
+func askLeader(ctx context.Context, nc *nats.Conn, subject, what string, req []byte) (snapstore.Meta, error) {
+	msg, err := nc.RequestWithContext(ctx, subject, req)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return snapstore.Meta{}, ErrNoLeader
 	}
 	if err != nil {
-		return snapstore.Meta{}, fmt.Errorf("replication: snapshot request: %w", err)
+		return snapstore.Meta{}, fmt.Errorf("replication: %s request: %w", what, err)
 	}
 	var reply snapshotReply
 	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return snapstore.Meta{}, fmt.Errorf("replication: snapshot reply: %w", err)
+		return snapstore.Meta{}, fmt.Errorf("replication: %s reply: %w", what, err)
 	}
 	if reply.Error != "" {
-		return snapstore.Meta{}, fmt.Errorf("replication: the leader's snapshot failed: %s", reply.Error)
+		return snapstore.Meta{}, fmt.Errorf("replication: the leader's %s failed: %s", what, reply.Error)
 	}
 	return reply.Meta, nil
 }
@@ -855,19 +861,5 @@ func RestoreSubject(subject string) string { return subject + ".restore" }
 // cluster (RestoreCluster) and returns the re-tagged snapshot.
 func RequestRestore(ctx context.Context, nc *nats.Conn, subject, name string) (snapstore.Meta, error) {
 	b, _ := json.Marshal(map[string]string{"name": name})
-	msg, err := nc.RequestWithContext(ctx, RestoreSubject(subject), b)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return snapstore.Meta{}, ErrNoLeader
-	}
-	if err != nil {
-		return snapstore.Meta{}, fmt.Errorf("replication: restore request: %w", err)
-	}
-	var reply snapshotReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return snapstore.Meta{}, fmt.Errorf("replication: restore reply: %w", err)
-	}
-	if reply.Error != "" {
-		return snapstore.Meta{}, fmt.Errorf("replication: restore: %s", reply.Error)
-	}
-	return reply.Meta, nil
+	return askLeader(ctx, nc, RestoreSubject(subject), "restore", b)
 }

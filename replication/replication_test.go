@@ -18,12 +18,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ozanturksever/go-cluster/internal/natstest"
 	"github.com/ozanturksever/go-cluster/internal/sqlitetest"
 	"github.com/ozanturksever/go-cluster/replication"
 	"github.com/ozanturksever/go-cluster/replication/apply"
 	"github.com/ozanturksever/go-cluster/replication/snapstore"
 	"github.com/ozanturksever/go-cluster/replication/wallog"
-	"github.com/ozanturksever/go-cluster/state"
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 // embedded NATS server; each node has its own database path and replica.
 type cluster struct {
 	t     testing.TB
-	url   string
+	srv   *natstest.Server
 	js    jetstream.JetStream
 	nc    *nats.Conn
 	dir   string
@@ -58,21 +58,9 @@ type node struct {
 
 func newCluster(t testing.TB, cfg func(*replication.Config)) *cluster {
 	t.Helper()
-	srv, err := state.StartServer(context.Background(), state.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &cluster{t: t, url: srv.ClientURL(), js: js, nc: nc, dir: t.TempDir(), nodes: map[string]*node{}, cfg: cfg}
+	srv := natstest.Start(t)
+	nc, js := srv.Connect(t)
+	return &cluster{t: t, srv: srv, js: js, nc: nc, dir: t.TempDir(), nodes: map[string]*node{}, cfg: cfg}
 }
 
 func (c *cluster) open(ctx context.Context) (*wallog.Log, *snapstore.Store) {
@@ -96,11 +84,7 @@ func (c *cluster) start(name string) *node { return c.startReading(name, nil) }
 func (c *cluster) startReading(name string, log *wallog.Log) *node {
 	c.t.Helper()
 	ctx := context.Background()
-	nc, err := nats.Connect(c.url)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(nc.Close)
+	nc, _ := c.srv.Connect(c.t)
 	own, snaps := c.open(ctx)
 	if log == nil {
 		log = own
@@ -123,8 +107,8 @@ func (c *cluster) startReading(name string, log *wallog.Log) *node {
 	if c.cfg != nil {
 		c.cfg(&cfg)
 	}
-	n.r, err = replication.New(cfg)
-	if err != nil {
+	var err error
+	if n.r, err = replication.New(cfg); err != nil {
 		c.t.Fatal(err)
 	}
 	rctx, cancel := context.WithCancel(ctx)

@@ -115,18 +115,29 @@ func viewSnapshot(m snapstore.Meta) snapshotView {
 // count it is given.
 func openSnapshots(ctx context.Context, s *session, app string) (*snapstore.Store, error) {
 	bucket := s.store.Layout().SnapshotBucket(app)
-	obj, err := s.js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+	// Look first: the CLI must not create a bucket (snapstore.Open
+	// would, and leaves an existing one as it is).
+	if _, err := s.js.ObjectStore(ctx, bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, cli.Exit(fmt.Sprintf("app %q has no snapshot store: it has no sqlite block, or has not run yet", app), exitFailure)
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, fmt.Errorf("snapshot store of %s: %w", app, err)
 	}
-	st, err := obj.Status(ctx)
+	return snapstore.Open(ctx, s.js, bucket, 1)
+}
+
+// connectSnapshots connects with the command's flags and opens app's
+// snapshot store.
+func connectSnapshots(ctx context.Context, c *cli.Context, app string) (*session, *snapstore.Store, error) {
+	s, err := connectFromFlags(c)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot store of %s: %w", app, err)
+		return nil, nil, err
 	}
-	return snapstore.Open(ctx, s.js, bucket, st.Replicas())
+	store, err := openSnapshots(ctx, s, app)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, store, nil
 }
 
 // progressf writes a progress line to stderr (stdout keeps the result).
@@ -279,15 +290,11 @@ func runSnapshotRestore(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := connectFromFlags(c)
+	s, store, err := connectSnapshots(ctx, c, app)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	store, err := openSnapshots(ctx, s, app)
-	if err != nil {
-		return err
-	}
 	name := ""
 	if len(args) == 1 {
 		name = args[0]
@@ -480,15 +487,11 @@ func humanBytes(n int64) string {
 func restoreIntoCluster(c *cli.Context, app string, args []string) error {
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
-	s, err := connectFromFlags(c)
+	s, store, err := connectSnapshots(ctx, c, app)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	store, err := openSnapshots(ctx, s, app)
-	if err != nil {
-		return err
-	}
 	var snap snapstore.Meta
 	if len(args) == 1 {
 		m, rc, err := store.Get(ctx, args[0])

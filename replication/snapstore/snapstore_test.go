@@ -18,34 +18,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	_ "modernc.org/sqlite"
 
+	"github.com/ozanturksever/go-cluster/internal/natstest"
 	"github.com/ozanturksever/go-cluster/replication/apply"
 	"github.com/ozanturksever/go-cluster/replication/snapstore"
-	"github.com/ozanturksever/go-cluster/state"
 )
 
 func startJS(t *testing.T) (context.Context, jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	srv, err := state.StartServer(ctx, state.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctx, js
+	return ctx, natstest.JetStream(t)
 }
 
 func openStore(t *testing.T, ctx context.Context, js jetstream.JetStream, bucket string) *snapstore.Store {

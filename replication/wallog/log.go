@@ -160,18 +160,27 @@ func (a *Appender) Epoch() uint64 { return a.epoch }
 // AppendTxn appends e.Txn as transaction Position().Seq+1 and returns the
 // entry as written.
 func (a *Appender) AppendTxn(ctx context.Context, e Entry) (Entry, error) {
+	if err := a.nextTxn(&e); err != nil {
+		return e, err
+	}
+	err := a.append(ctx, &e, encodeFrames(e.Txn))
+	return e, err
+}
+
+// nextTxn makes e the Appender's next transaction entry.
+func (a *Appender) nextTxn(e *Entry) error {
 	// A malformed transaction would be a bad entry every reader skips,
 	// a hole in the log: refuse it here.
 	if err := e.Txn.Verify(); err != nil {
-		return e, fmt.Errorf("wallog: append: %w", err)
+		return fmt.Errorf("wallog: append: %w", err)
 	}
 	e.Kind, e.Seq = KindTxn, a.pos.Seq+1
 	e.Bytes = a.pos.Bytes + uint64(e.Txn.End-e.Txn.Start)
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	err := a.append(ctx, &e, encodeFrames(e.Txn))
-	return e, err
+	e.Epoch, e.Node = a.epoch, a.node
+	return nil
 }
 
 // AppendSnapshot appends a snapshot entry: the database is the object
@@ -231,15 +240,9 @@ type Pending struct {
 // Pendings in order and stops at the first error. Entry.StreamSeq and
 // FirstStreamSeq are where the entry will land.
 func (a *Appender) AppendTxnAsync(e Entry) (*Pending, error) {
-	if err := e.Txn.Verify(); err != nil {
-		return nil, fmt.Errorf("wallog: append: %w", err)
+	if err := a.nextTxn(&e); err != nil {
+		return nil, err
 	}
-	e.Kind, e.Seq = KindTxn, a.pos.Seq+1
-	e.Bytes = a.pos.Bytes + uint64(e.Txn.End-e.Txn.Start)
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
-	e.Epoch, e.Node = a.epoch, a.node
 	h := a.headers(&e)
 	body := encodeFrames(e.Txn)
 	parts := max(1, (len(body)+a.log.maxPart-1)/a.log.maxPart)

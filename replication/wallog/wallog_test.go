@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ozanturksever/go-cluster/internal/natstest"
 	"github.com/ozanturksever/go-cluster/replication/walfile"
 	"github.com/ozanturksever/go-cluster/replication/walfile/walfiletest"
 	"github.com/ozanturksever/go-cluster/replication/wallog"
-	"github.com/ozanturksever/go-cluster/state"
 )
 
 const pageSize = 4096
@@ -27,21 +27,7 @@ func startJS(t *testing.T) (context.Context, jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	srv, err := state.StartServer(ctx, state.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctx, js
+	return ctx, natstest.JetStream(t)
 }
 
 func openLog(t *testing.T, ctx context.Context, js jetstream.JetStream, name string, maxPart int) *wallog.Log {
