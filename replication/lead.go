@@ -77,14 +77,11 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	}
 	bootstrap := rep.Applied().PageSize == 0
 	if !bootstrap {
-		if err := rep.Check(ctx); err != nil {
-			return fmt.Errorf("replication: replica failed its check, not promoted: %w", err)
-		}
 		if err := os.MkdirAll(filepath.Dir(r.cfg.Path), 0o755); err != nil {
 			return err
 		}
-		if err := rep.PromoteTo(r.cfg.Path); err != nil {
-			return fmt.Errorf("replication: promote: %w", err)
+		if err := rep.CheckAndPromoteTo(ctx, r.cfg.Path); err != nil {
+			return fmt.Errorf("replication: replica not promoted: %w", err)
 		}
 	} else if err := os.MkdirAll(filepath.Dir(r.cfg.Path), 0o755); err != nil {
 		return err

@@ -134,3 +134,56 @@ func TestStaleWALIsReplayed(t *testing.T) {
 	}
 	t.Logf("promoted content + stale -wal: %d rows of the old history (err %v)", n, err)
 }
+
+// TestCheckAndPromoteTo: a replica that fails quick_check is not
+// installed (the application's file and its directory are as before); a
+// sound one is, with the same result as PromoteTo.
+func TestCheckAndPromoteTo(t *testing.T) {
+	_, db := newSource(t, 80)
+	info, img := snapshotBytes(t, db, SnapshotOptions{Seq: 1})
+	want := rowSet(t, db)
+	app := filepath.Join(t.TempDir(), "app.db")
+	staleHistory(t, app)
+	before, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bad := restore(t, filepath.Join(t.TempDir(), "bad"), info, img)
+	// Damage a b-tree page of the replica (not page 1, whose header
+	// SQLite reads first): quick_check must see it.
+	f, err := os.OpenFile(bad.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, 512), int64(info.PageSize)+16); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := bad.CheckAndPromoteTo(context.Background(), app); err == nil {
+		t.Fatal("a damaged replica was promoted")
+	}
+	after, err := os.ReadFile(app)
+	if err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("the refused promotion changed %s (%v)", app, err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(app))
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".db" && !slices.Contains([]string{"app.db-wal", "app.db-shm"}, e.Name()) {
+			t.Fatalf("left behind: %s", e.Name())
+		}
+	}
+
+	good := restore(t, filepath.Join(t.TempDir(), "good"), info, img)
+	if err := good.CheckAndPromoteTo(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sql.Open("sqlite", app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if rows := rowSet(t, got); !slices.Equal(rows, want) {
+		t.Fatalf("promoted database holds %d rows, want %d", len(rows), len(want))
+	}
+}
