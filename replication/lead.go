@@ -638,14 +638,17 @@ func (l *leader) resetSnapshot(ctx context.Context) error {
 	r := l.r
 	tmp := filepath.Join(r.cfg.Dir, fmt.Sprintf("snapshot-%d.tmp", time.Now().UnixNano()))
 	defer os.Remove(tmp)
+	start := time.Now()
 	pos, pending, err := l.cap.Snapshot(ctx, tmp)
 	if err != nil {
 		return err
 	}
+	copied := time.Now()
 	info, err := describe(tmp, pos)
 	if err != nil {
 		return err
 	}
+	hashed := time.Now()
 	// What is in flight lands before the snapshot's entry (or the entry
 	// fails with it); wait, so the acknowledged position is the
 	// snapshot's once its entry is in.
@@ -666,6 +669,8 @@ func (l *leader) resetSnapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.log.Info("replication: snapshot stored", "name", m.Name, "seq", m.Seq, "bytes", m.Size(),
+		"copy", copied.Sub(start), "hash", hashed.Sub(copied), "upload", time.Since(hashed))
 	e, err := l.app.AppendSnapshot(ctx, m.Name, info.Seq)
 	if err != nil {
 		return err
