@@ -198,6 +198,11 @@ func gracefulStop(ctx context.Context) bool {
 // for any end of a term. It runs apart from the caller, since stepping
 // down waits for the steps' down, which may wait for the caller.
 func (p *Platform) stepDownAfter(a *Application, epoch uint64, reason string) {
+	if cur := a.election.Epoch(); cur != epoch {
+		// A report about an earlier term: the current one is not at fault.
+		p.log.Info("not stepping down: the failure was of an earlier term", "app", a.name, "epoch", epoch, "current", cur, "reason", reason)
+		return
+	}
 	p.log.Warn("stepping down", "app", a.name, "epoch", epoch, "reason", reason)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.hookTimeout)

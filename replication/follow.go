@@ -242,7 +242,13 @@ func (r *Replicator) applyFrom(ctx context.Context, rd *wallog.Reader, rep *appl
 		case wallog.KindTxn:
 			switch {
 			case e.Seq <= seq:
-				r.setProcessed(e) // applied before (a snapshot covered it)
+				// Applied before (a snapshot covered it). What is in the
+				// batch comes first: processed must not run ahead of
+				// what is durable.
+				if err := flush(); err != nil {
+					return r.applyFailed(err, last)
+				}
+				r.setProcessed(e)
 				continue
 			case e.Seq != seq+1:
 				if err := flush(); err != nil {
@@ -270,7 +276,13 @@ func (r *Replicator) applyFrom(ctx context.Context, rd *wallog.Reader, rep *appl
 			if e.Seq > seq {
 				// The leader started over from a copy: take it.
 				if err := r.restore(ctx, e.Snapshot, e.StreamSeq); err != nil {
-					return 0, err
+					if ctx.Err() != nil {
+						return 0, err
+					}
+					// Its object gone or damaged: a newer snapshot
+					// will do, which resync asks for.
+					r.log.Warn("replication: the log's snapshot cannot be restored; resyncing", "snapshot", e.Snapshot, "err", err)
+					return e.StreamSeq, nil
 				}
 				return 0, errRestarted
 			}
@@ -288,8 +300,9 @@ type readResult struct {
 // applyFailed decides what a failed ApplyBatch means: a log that does not
 // continue the replica needs a snapshot; anything else (I/O) is an error.
 func (r *Replicator) applyFailed(err error, last wallog.Entry) (uint64, error) {
-	if errors.Is(err, apply.ErrChainBroken) || errors.Is(err, apply.ErrGap) {
+	if errors.Is(err, apply.ErrChainBroken) || errors.Is(err, apply.ErrGap) || errors.Is(err, apply.ErrStaleEpoch) {
 		r.log.Error("replication: log does not continue the replica; resyncing", "err", err)
+		r.event(EventBadEntry, fmt.Sprintf("log entry at stream sequence %d does not continue the replica", last.StreamSeq), last.Epoch, err)
 		return last.StreamSeq, nil
 	}
 	return 0, err
@@ -303,6 +316,7 @@ func (r *Replicator) advanced(rep *apply.Replica, e wallog.Entry, behind uint64,
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.processed = max(r.processed, e.StreamSeq)
+	r.maxEpoch = max(r.maxEpoch, e.Epoch)
 	r.lastApplied = time.Now()
 	lag := r.lastApplied.Sub(e.Time)
 	r.updateLocked(func(s *Status) {
@@ -333,6 +347,7 @@ func (r *Replicator) setProcessed(e wallog.Entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.processed = max(r.processed, e.StreamSeq)
+	r.maxEpoch = max(r.maxEpoch, e.Epoch)
 	if e.Kind == wallog.KindEpoch {
 		r.status.Epoch = max(r.status.Epoch, e.Epoch)
 	}
@@ -414,7 +429,12 @@ func (r *Replicator) restore(ctx context.Context, name string, cursor uint64) er
 		return errClosed
 	}
 	if err := old.Close(); err != nil {
-		return err
+		// Keep a replica open whatever happens: reopen it.
+		reopened, oerr := apply.OpenReplica(r.cfg.Dir)
+		r.mu.Lock()
+		r.rep = reopened
+		r.mu.Unlock()
+		return errors.Join(err, oerr)
 	}
 	start := time.Now()
 	m, body, err := r.cfg.Snapshots.Get(ctx, name)

@@ -43,6 +43,11 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 			r.startFollowing()
 		}
 	}()
+	if rep, err := r.replica(); err != nil {
+		return err
+	} else if a := rep.Applied(); epoch <= a.Epoch {
+		return fmt.Errorf("%w: epoch %d, the replica already holds epoch %d", ErrStaleEpoch, epoch, a.Epoch)
+	}
 	// Fence first, then read up to our own epoch entry: after it nothing
 	// of an older leader can land, so reading to it is reading all.
 	var app *wallog.Appender
@@ -63,6 +68,17 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	}
 	if err := r.catchUp(ctx, fence.StreamSeq); err != nil {
 		return fmt.Errorf("replication: catch up to our epoch entry at %d: %w", fence.StreamSeq, err)
+	}
+	// A fence only orders appends; it does not know epochs. A node
+	// promoting with an epoch older than one already in the log (it
+	// stalled between winning its lease and fencing) must not lead: the
+	// newer leader's next append fails (ours came after it), and the
+	// next election sorts it out with nothing lost.
+	r.mu.Lock()
+	seen := r.maxEpoch
+	r.mu.Unlock()
+	if seen > epoch {
+		return fmt.Errorf("%w: epoch %d, the log already holds epoch %d", ErrStaleEpoch, epoch, seen)
 	}
 	{
 		rep, err := r.replica()
@@ -151,6 +167,8 @@ func (r *Replicator) Demote(ctx context.Context, graceful bool) error {
 	err = errors.Join(err, l.stop())
 	r.mu.Lock()
 	r.leader = nil
+	// Not the leader any more, following or not (Run may have ended).
+	r.updateLocked(func(s *Status) { s.Role = RoleStarting })
 	r.mu.Unlock()
 	r.startFollowing()
 	return err
@@ -180,6 +198,7 @@ type leader struct {
 	// dealt counts the capture's transactions dealt with: shipped and
 	// acknowledged, or held by a reset snapshot (capture.SyncPoint).
 	dealt        int64
+	resets       int // reset snapshots taken (they hold what was queued)
 	shippedCh    chan struct{}
 	err          error // why shipping stopped
 	lastSnap     time.Time
@@ -199,11 +218,14 @@ func (l *leader) run() {
 			return
 		}
 		if errors.Is(err, errSnapshotDue) {
-			if err := l.snapshot(l.ctx, false); err != nil && l.ctx.Err() == nil {
+			err = l.snapshot(l.ctx, false)
+			if err != nil && !errors.Is(err, capture.ErrLostContinuity) && l.ctx.Err() == nil {
 				l.r.log.Warn("replication: snapshot failed", "err", err)
 				l.r.event(EventSnapshot, "failed", l.epoch, err)
 			}
-			continue
+			if !errors.Is(err, capture.ErrLostContinuity) {
+				continue
+			}
 		}
 		if errors.Is(err, capture.ErrLostContinuity) {
 			l.r.log.Warn("replication: lost track of the WAL; starting the log over from a snapshot", "err", err)
@@ -257,7 +279,10 @@ func (l *leader) next() (walfile.Txn, error) {
 		}
 	}()
 	txn, err := l.cap.Next(ctx)
-	if err != nil && l.ctx.Err() == nil && ctx.Err() != nil {
+	// Only our own timer or wake-up means a snapshot: any other error
+	// (lost continuity above all) is the caller's to see.
+	if err != nil && l.ctx.Err() == nil && ctx.Err() != nil &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return txn, errSnapshotDue
 	}
 	return txn, err
@@ -265,6 +290,9 @@ func (l *leader) next() (walfile.Txn, error) {
 
 // maxInflight bounds the entries published and not yet acknowledged.
 const maxInflight = 512
+
+// ackTimeout bounds the wait for one entry's acknowledgement.
+const ackTimeout = 10 * time.Second
 
 // inflight is a shipped transaction awaiting its acknowledgement.
 type inflight struct {
@@ -304,9 +332,16 @@ func (l *leader) confirm() {
 		case <-l.ctx.Done():
 			return
 		}
-		if err := f.p.Wait(l.ctx); err != nil {
+		// An acknowledgement lost without a disconnect (a stream leader
+		// change) would otherwise leave this waiting for ever, the app
+		// writing and nothing shipped: an unknown outcome, like a failed
+		// publish, ends the term.
+		wctx, cancel := context.WithTimeout(l.ctx, ackTimeout)
+		err := f.p.Wait(wctx)
+		cancel()
+		if err != nil {
 			if l.ctx.Err() == nil {
-				l.fail(err)
+				l.fail(fmt.Errorf("replication: entry %d not acknowledged: %w", f.p.Entry.Seq, err))
 			}
 			return
 		}
@@ -315,14 +350,20 @@ func (l *leader) confirm() {
 		l.pos = wallog.Position{StreamSeq: e.StreamSeq, Seq: e.Seq, Bytes: e.Bytes}
 		l.dealt = f.count
 		l.sinceSnap += f.size
-		close(l.shippedCh)
-		l.shippedCh = make(chan struct{})
+		l.signalLocked()
 		l.mu.Unlock()
 		l.r.update(func(s *Status) {
 			s.Seq, s.Cursor, s.Bytes = e.Seq, e.StreamSeq, e.Bytes
 			s.Applied++
 		})
 	}
+}
+
+// signalLocked wakes whoever waits on what the log holds (flush,
+// waitAcked); l.mu is held.
+func (l *leader) signalLocked() {
+	close(l.shippedCh)
+	l.shippedCh = make(chan struct{})
 }
 
 // waitAcked waits until the log acknowledged everything up to stream
@@ -361,8 +402,7 @@ func (l *leader) fail(err error) {
 	if l.err == nil {
 		l.err, first = err, true
 		close(l.dead)
-		close(l.shippedCh)
-		l.shippedCh = make(chan struct{})
+		l.signalLocked()
 	}
 	l.mu.Unlock()
 	if !first {
@@ -394,24 +434,33 @@ func (r *Replicator) Flush(ctx context.Context) (wallog.Position, error) {
 	return l.flush(ctx)
 }
 
+// ErrStaleEpoch: a promotion with an epoch older than one already in the
+// log or the replica.
+var ErrStaleEpoch = errors.New("replication: stale epoch")
+
 // ErrNotLeader: the call needs this node to be the replication leader.
 var ErrNotLeader = errors.New("replication: not the leader")
 
 func (l *leader) flush(ctx context.Context) (wallog.Position, error) {
+	l.mu.Lock()
+	resets := l.resets
+	l.mu.Unlock()
 	target, err := l.cap.Sync(ctx)
 	if err != nil {
 		return wallog.Position{}, fmt.Errorf("replication: read the last transactions: %w", err)
 	}
 	for {
 		l.mu.Lock()
-		dealt, ch, ferr, pos := l.dealt, l.shippedCh, l.err, l.pos
+		dealt, ch, ferr, pos, reset := l.dealt, l.shippedCh, l.err, l.pos, l.resets != resets
 		l.mu.Unlock()
 		if ferr != nil {
 			return pos, fmt.Errorf("replication: shipping failed: %w", ferr)
 		}
 		// At or past the target: the shipper may have gone on to later
-		// transactions before this looks.
-		if dealt >= target.Returned {
+		// transactions before this looks. A reset snapshot since (it
+		// can only follow a loss of continuity after the target was
+		// read) holds everything up to the target, queued or not.
+		if dealt >= target.Returned || reset {
 			return pos, nil
 		}
 		select {
@@ -574,7 +623,14 @@ func (l *leader) snapshot(ctx context.Context, reset bool) error {
 func (l *leader) doneUploading(waiters []*nats.Msg, m snapstore.Meta, err error) {
 	l.mu.Lock()
 	l.uploading = false
+	again := l.requested // asked for while this one was on its way
 	l.mu.Unlock()
+	if again {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
 	reply := snapshotReply{Meta: m}
 	if err != nil {
 		reply = snapshotReply{Error: err.Error()}
@@ -622,7 +678,7 @@ func (l *leader) storeSnapshot(sc *capture.SnapshotCopy, at wallog.Position) (sn
 	}
 	oldest, err := r.cfg.Snapshots.Prune(l.ctx, r.cfg.Retain)
 	if err == nil {
-		err = r.cfg.Log.Purge(l.ctx, oldest.Cursor)
+		err = r.cfg.Log.Purge(l.ctx, purgeTo(oldest))
 	}
 	if err != nil {
 		r.log.Warn("replication: retention", "err", err)
@@ -680,9 +736,23 @@ func (l *leader) resetSnapshot(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	l.pos, l.dealt = l.app.Position(), l.cap.Stats().Txns
+	l.resets++
+	l.signalLocked()
 	l.mu.Unlock()
 	r.event(EventSnapshot, fmt.Sprintf("reset at transaction %d (%d bytes)", info.Seq, info.Size()), l.epoch, nil)
 	return nil
+}
+
+// purgeTo is where retention may cut the log given the oldest snapshot
+// kept: everything a standby restored from it does not read. A reset
+// snapshot's own entry stays (it is what makes the snapshot valid, see
+// latestValid); an ordinary one's is dropped whole, so no orphan part of
+// a multi-part entry is left at the log's start.
+func purgeTo(oldest snapstore.Meta) uint64 {
+	if oldest.Reset {
+		return oldest.Cursor
+	}
+	return oldest.Cursor + 1
 }
 
 // describe reads a copy's page size, page count and SHA-256.
@@ -785,6 +855,7 @@ func (r *Replicator) RestoreCluster(ctx context.Context, name string) (snapstore
 	if l.err == nil {
 		l.err = errRestoring
 		close(l.dead)
+		l.signalLocked()
 	}
 	l.mu.Unlock()
 	defer func() {

@@ -598,3 +598,35 @@ func TestLagEvents(t *testing.T) {
 		return i >= 0 && slices.Contains(b.events[i:], replication.EventCaughtUp)
 	})
 }
+
+// TestStaleEpochCannotLead: a node promoting with an epoch older than one
+// already in the log (it stalled between winning its lease and fencing)
+// is refused, and after the next election everything continues: the
+// standbys do not wedge on the stale epoch entry.
+func TestStaleEpochCannotLead(t *testing.T) {
+	c := newCluster(t, nil)
+	a, b, d := c.start("a"), c.start("b"), c.start("c")
+	promote(t, a, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first := sqlitetest.StartWriter(t, ctx, "-db", a.path, "-n", "50").Wait(t, false).Commits
+	waitApplied(t, a, b, d)
+	if err := d.r.Promote(ctx, 2); !errors.Is(err, replication.ErrStaleEpoch) {
+		t.Fatalf("promotion with a stale epoch: %v, want ErrStaleEpoch", err)
+	}
+	if err := a.r.Demote(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	promote(t, b, 4)
+	if ids := dbIDs(t, b.path); !slices.Equal(ids, first) {
+		t.Fatalf("new leader holds %v", firstDiff(ids, first))
+	}
+	more := sqlitetest.StartWriter(t, ctx, "-db", b.path, "-start", "51", "-n", "50").Wait(t, false).Commits
+	want := append(slices.Clone(first), more...)
+	waitApplied(t, b, a, d)
+	for _, n := range []*node{a, d} {
+		if ids := replicaIDs(t, n); !slices.Equal(ids, want) {
+			t.Fatalf("%s holds %v", n.name, firstDiff(ids, want))
+		}
+	}
+}

@@ -149,7 +149,8 @@ type Replicator struct {
 	// (applied, or an entry with nothing to apply); the replica's cursor
 	// moves only with what it applied.
 	processed uint64
-	lagging   bool // an EventLagging episode is open
+	lagging   bool   // an EventLagging episode is open
+	maxEpoch  uint64 // the highest epoch of any entry read
 }
 
 // New opens this node's replica of the app (creating an empty one).
@@ -277,7 +278,9 @@ func (r *Replicator) advancedLocked() {
 func (r *Replicator) waitApplied(ctx context.Context, cursor uint64) bool {
 	for {
 		r.mu.Lock()
-		ok := r.rep != nil && r.leader == nil && r.rep.Applied().Cursor >= cursor
+		// processed covers entries with nothing to apply (a leader's epoch
+		// entry), and moves only once what came before is durable.
+		ok := r.rep != nil && r.leader == nil && max(r.rep.Applied().Cursor, r.processed) >= cursor
 		ch := r.applied
 		r.mu.Unlock()
 		if ok {

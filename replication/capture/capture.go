@@ -924,10 +924,13 @@ func checkpoint(ctx context.Context, conn *sql.Conn) (CheckpointResult, error) {
 // which one the copy ends with. After ErrLostContinuity nothing is queued
 // (pending is 0): the copy is the new base, and it clears the error.
 func (c *Capturer) Snapshot(ctx context.Context, dst string) (pos walfile.Position, pending int, err error) {
-	sc, err := c.BeginSnapshot(ctx)
+	c.snapMu.Lock()
+	pos, pending, err = c.beginSnapshot(ctx, true)
 	if err != nil {
+		c.snapMu.Unlock()
 		return walfile.Position{}, 0, err
 	}
+	sc := &SnapshotCopy{c: c, Position: pos, Pending: pending}
 	defer sc.Close()
 	if err := sc.Copy(ctx, dst); err != nil {
 		return walfile.Position{}, 0, err
@@ -948,10 +951,12 @@ type SnapshotCopy struct {
 
 // BeginSnapshot is the quick half of Snapshot, under a barrier; Copy,
 // which may take long, runs without holding up Next. One snapshot at a
-// time: BeginSnapshot waits for the previous SnapshotCopy's Close.
+// time: BeginSnapshot waits for the previous SnapshotCopy's Close. Unlike
+// Snapshot it does not start over after lost continuity: it returns
+// ErrLostContinuity, since its copy follows what Next returned.
 func (c *Capturer) BeginSnapshot(ctx context.Context) (*SnapshotCopy, error) {
 	c.snapMu.Lock()
-	pos, pending, err := c.beginSnapshot(ctx)
+	pos, pending, err := c.beginSnapshot(ctx, false)
 	if err != nil {
 		c.snapMu.Unlock()
 		return nil, err
@@ -1013,11 +1018,16 @@ func (s *SnapshotCopy) Close() {
 // beginSnapshot, under a barrier, reads the WAL to its end (or starts over
 // after lost continuity), moves the pin there and begins the copy's read
 // transaction at the same point.
-func (c *Capturer) beginSnapshot(ctx context.Context) (pos walfile.Position, pending int, err error) {
+func (c *Capturer) beginSnapshot(ctx context.Context, reset bool) (pos walfile.Position, pending int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosed {
 		return walfile.Position{}, 0, ErrClosed
+	}
+	if c.lost != nil && !reset {
+		// A copy taken now would hold transactions the caller never
+		// saw: only Snapshot, which starts over, may clear this.
+		return walfile.Position{}, 0, c.lost
 	}
 	if fi, err := os.Stat(c.walPath); err != nil || inode(fi) != c.walIno {
 		if err := c.openWAL(); err != nil {
