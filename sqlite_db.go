@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	_ "modernc.org/sqlite" // registers "sqlite", the driver DB wraps
+	"modernc.org/sqlite"
 
 	"github.com/ozanturksever/go-cluster/replication"
 )
@@ -30,15 +30,16 @@ func SQLiteSynchronous() Option {
 var ErrNoStandby = errors.New("no standby confirmed the commit")
 
 // DB opens the app's WithSQLite database for a writer in this process.
-// Only the leader may write: a transaction begun elsewhere fails with
-// ErrNotLeader (a standby's file is replaced at its next promotion). With
-// SQLiteSynchronous each commit returns once a standby applied it;
-// otherwise it returns at once and the commit reaches the standbys
-// milliseconds later (SyncDB waits for the log on demand). Open it in
-// OnActive and close it in OnPassive. The handle goes through the same
-// SQLite library as the replication's capture, which keeps the capture's
-// locks intact; do not open the file with another SQLite build in this
-// process.
+// Only the leader may write: a write transaction elsewhere is rolled back
+// at its commit with ErrNotLeader (a standby's file is replaced at its
+// next promotion). With SQLiteSynchronous each commit returns once a
+// standby applied it; otherwise it returns at once and reaches the
+// standbys milliseconds later (SyncDB waits for the log on demand). Open
+// it in OnActive and close it in OnPassive: a connection kept across a
+// promotion would point at the file the promotion replaced. The handle
+// goes through the same SQLite library as the replication's capture,
+// which keeps the capture's locks intact; do not open the file with
+// another SQLite build in this process.
 func (a *Application) DB() (*sql.DB, error) {
 	a.mu.Lock()
 	repl := a.repl
@@ -61,8 +62,8 @@ var sqliteDriver = sync.OnceValue(func() driver.Driver {
 	return db.Driver()
 })
 
-// leaderConnector opens connections whose transactions check leadership
-// and, in synchronous mode, wait for a standby after commit.
+// leaderConnector opens connections that commit only on the leader and,
+// in synchronous mode, wait for a standby after each commit.
 type leaderConnector struct {
 	a   *Application
 	dsn string
@@ -73,30 +74,54 @@ func (c *leaderConnector) Connect(context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &leaderConn{Conn: conn, a: c.a}, nil
+	hooks, ok := conn.(sqlite.HookRegisterer)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("sqlite driver connection without commit hooks")
+	}
+	lc := &leaderConn{Conn: conn, a: c.a}
+	// SQLite calls the hook at every commit of a write transaction,
+	// whatever started it (BEGIN by hand, an autocommit INSERT ...
+	// RETURNING, a prepared statement): the one place that sees them
+	// all. A non-zero return turns the commit into a rollback.
+	hooks.RegisterCommitHook(lc.onCommit)
+	return lc, nil
 }
 
 func (c *leaderConnector) Driver() driver.Driver { return sqliteDriver() }
 
+// leaderConn wraps a driver connection; database/sql uses one from one
+// goroutine at a time, so its flags need no lock.
 type leaderConn struct {
 	driver.Conn
-	a    *Application
-	inTx bool
+	a       *Application
+	wrote   bool // a write transaction committed since the last after
+	refused bool // a commit was refused: not the leader
 }
 
-// writable refuses a write anywhere but on the replication leader.
-func (c *leaderConn) writable() error {
-	if st, ok := c.a.ReplicationStatus(); !ok || st.Role != "leader" {
-		return fmt.Errorf("app %s: %w: this node's database is a standby's", c.a.name, ErrNotLeader)
+func (c *leaderConn) onCommit() int32 {
+	if st, ok := c.a.ReplicationStatus(); !ok || st.Role != replication.RoleLeader {
+		c.refused = true
+		return 1
 	}
-	return nil
+	c.wrote = true
+	return 0
 }
 
-// committed runs after a commit: in synchronous mode, until a standby
-// has it.
-func (c *leaderConn) committed(ctx context.Context) error {
-	if !c.a.sqliteSync {
-		return nil
+// after runs when a statement, commit or result set is done: it reports
+// a refused commit as ErrNotLeader and, in synchronous mode, waits for a
+// standby after a commit.
+func (c *leaderConn) after(ctx context.Context, err error) error {
+	if c.refused {
+		c.refused, c.wrote = false, false
+		return fmt.Errorf("app %s: %w: this node's database is a standby's (rolled back)", c.a.name, ErrNotLeader)
+	}
+	if !c.wrote {
+		return err
+	}
+	c.wrote = false
+	if err != nil || !c.a.sqliteSync {
+		return err
 	}
 	c.a.mu.Lock()
 	repl := c.a.repl
@@ -104,8 +129,7 @@ func (c *leaderConn) committed(ctx context.Context) error {
 	if repl == nil {
 		return fmt.Errorf("app %s: %w", c.a.name, ErrNotLeader)
 	}
-	err := repl.repl.Replicate(ctx)
-	switch {
+	switch err := repl.repl.Replicate(ctx); {
 	case err == nil:
 		return nil
 	case errors.Is(err, replication.ErrNoStandby):
@@ -117,93 +141,37 @@ func (c *leaderConn) committed(ctx context.Context) error {
 
 func (c *leaderConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if !opts.ReadOnly {
-		if err := c.writable(); err != nil {
-			return nil, err
+		// Refuse early what the commit hook would refuse at the end.
+		if st, ok := c.a.ReplicationStatus(); !ok || st.Role != replication.RoleLeader {
+			return nil, fmt.Errorf("app %s: %w: this node's database is a standby's", c.a.name, ErrNotLeader)
 		}
 	}
-	var tx driver.Tx
-	var err error
-	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
-		tx, err = b.BeginTx(ctx, opts)
-	} else {
-		tx, err = c.Conn.Begin() //nolint:staticcheck // the driver's fallback
-	}
+	tx, err := c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	c.inTx = true
-	return &leaderTx{Tx: tx, c: c, ctx: ctx, readOnly: opts.ReadOnly}, nil
+	return &leaderTx{Tx: tx, c: c, ctx: ctx}, nil
 }
 
 func (c *leaderConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	ex, ok := c.Conn.(driver.ExecerContext)
-	if !ok {
-		return nil, driver.ErrSkip
-	}
-	if !c.inTx {
-		// An autocommit statement is a transaction of its own.
-		if err := c.writable(); err != nil {
-			return nil, err
-		}
-	}
-	res, err := ex.ExecContext(ctx, query, args)
-	if err == nil && !c.inTx {
-		err = c.committed(ctx)
-	}
-	return res, err
+	res, err := c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	return res, c.after(ctx, err)
 }
 
 func (c *leaderConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if q, ok := c.Conn.(driver.QueryerContext); ok {
-		return q.QueryContext(ctx, query, args)
+	rows, err := c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+	if err != nil {
+		return nil, c.after(ctx, err)
 	}
-	return nil, driver.ErrSkip
+	return &leaderRows{Rows: rows, c: c, ctx: ctx}, nil
 }
 
 func (c *leaderConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	var st driver.Stmt
-	var err error
-	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
-		st, err = p.PrepareContext(ctx, query)
-	} else {
-		st, err = c.Conn.Prepare(query)
-	}
+	st, err := c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	return &leaderStmt{Stmt: st, c: c}, nil
-}
-
-// leaderStmt guards a prepared statement executed outside a transaction
-// like ExecContext does.
-type leaderStmt struct {
-	driver.Stmt
-	c *leaderConn
-}
-
-func (s *leaderStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	ex, ok := s.Stmt.(driver.StmtExecContext)
-	if !ok {
-		return nil, errors.New("driver statement without ExecContext")
-	}
-	if !s.c.inTx {
-		if err := s.c.writable(); err != nil {
-			return nil, err
-		}
-	}
-	res, err := ex.ExecContext(ctx, args)
-	if err == nil && !s.c.inTx {
-		err = s.c.committed(ctx)
-	}
-	return res, err
-}
-
-func (s *leaderStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	q, ok := s.Stmt.(driver.StmtQueryContext)
-	if !ok {
-		return nil, errors.New("driver statement without QueryContext")
-	}
-	return q.QueryContext(ctx, args)
 }
 
 func (c *leaderConn) ResetSession(ctx context.Context) error {
@@ -213,25 +181,42 @@ func (c *leaderConn) ResetSession(ctx context.Context) error {
 	return nil
 }
 
+type leaderStmt struct {
+	driver.Stmt
+	c *leaderConn
+}
+
+func (s *leaderStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	res, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+	return res, s.c.after(ctx, err)
+}
+
+func (s *leaderStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	rows, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+	if err != nil {
+		return nil, s.c.after(ctx, err)
+	}
+	return &leaderRows{Rows: rows, c: s.c, ctx: ctx}, nil
+}
+
+// leaderRows finishes an autocommit statement that returns rows (INSERT
+// ... RETURNING commits when its rows are done).
+type leaderRows struct {
+	driver.Rows
+	c   *leaderConn
+	ctx context.Context
+}
+
+func (r *leaderRows) Close() error {
+	return r.c.after(r.ctx, r.Rows.Close())
+}
+
 type leaderTx struct {
 	driver.Tx
-	c        *leaderConn
-	ctx      context.Context
-	readOnly bool
+	c   *leaderConn
+	ctx context.Context
 }
 
 func (t *leaderTx) Commit() error {
-	t.c.inTx = false
-	if err := t.Tx.Commit(); err != nil {
-		return err
-	}
-	if t.readOnly {
-		return nil
-	}
-	return t.c.committed(t.ctx)
-}
-
-func (t *leaderTx) Rollback() error {
-	t.c.inTx = false
-	return t.Tx.Rollback()
+	return t.c.after(t.ctx, t.Tx.Commit())
 }

@@ -168,13 +168,37 @@ func TestSQLiteSynchronousDB(t *testing.T) {
 			t.Fatalf("after commit %d the standby's replica holds up to %d", i, got)
 		}
 	}
+	// An autocommit INSERT ... RETURNING commits when its rows are done:
+	// synchronous too.
+	var id int
+	if err := db.QueryRowContext(ctx, "INSERT INTO t (id, v) VALUES (21, 'r') RETURNING id").Scan(&id); err != nil || id != 21 {
+		t.Fatalf("INSERT ... RETURNING: %d, %v", id, err)
+	}
+	if got := maxID(t, replica); got != 21 {
+		t.Fatalf("after INSERT ... RETURNING the standby's replica holds up to %d", got)
+	}
+	// On the standby every write is refused at its commit, however begun.
 	db2, err := a2.DB()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	if _, err := db2.ExecContext(ctx, "INSERT INTO t (id, v) VALUES (100, 'y')"); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("write on the standby: %v, want ErrNotLeader", err)
+	if _, err := db2.ExecContext(ctx, "CREATE TABLE local (x)"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("autocommit write on the standby: %v, want ErrNotLeader", err)
+	}
+	conn, err := db2.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "CREATE TABLE local (x)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("BEGIN ... COMMIT on the standby: %v, want ErrNotLeader", err)
 	}
 }
 
