@@ -23,7 +23,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./placement ./jobspec ./scheduler
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./executor/exec
 	$(GO) test -run '^$$' -bench SystemdHandoff -benchtime 20x .
-	$(GO) test -run '^$$' -bench SQLiteSynchronousCommit -benchtime 500x .
+	$(GO) test -run '^$$' -bench 'SQLiteSynchronousCommit|SQLiteHandoff' -benchtime 200x .
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./executor/systemd
 	$(GO) test -run '^$$' -bench 'ReplicationLag|Snapshot1GB' -benchtime 1x -timeout 30m ./replication
 	$(GO) test -run '^$$' -bench Promote -benchtime 5x ./replication
