@@ -51,11 +51,12 @@ type Application struct {
 	replicas int
 	awayFrom []string
 
-	// Features of later issues, recorded so Run can refuse them clearly.
+	// The replicated database (sqlite.go), the VIP and the backend.
 	sqlitePath      string
 	sqliteSnapEvery time.Duration
 	sqliteSnapKeep  int
 	sqliteSync      bool            // SQLiteSynchronous: DB's commits wait for a standby
+	sqlitePromote   time.Duration   // SQLitePromoteTimeout
 	repl            *appReplication // while registered on a platform; see preflight
 	vipCIDR, vipIf  string
 	vipARPCount     int

@@ -135,6 +135,10 @@ func (p *Platform) steps(a *Application) []step {
 			}},
 		{name: "hooks",
 			up: func(ctx context.Context, _ uint64) error {
+				// The activation's budget may include a promotion's;
+				// hooks keep the hook timeout.
+				ctx, cancel := p.hookContext(ctx)
+				defer cancel()
 				if err := runHooks(ctx, a, "OnActive", a.hooks(&a.onActive)); err != nil {
 					return err
 				}

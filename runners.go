@@ -107,7 +107,14 @@ func (r *leaseRunner) serve(i int, term *election.Term) {
 	// for it to be fully stopped.
 	r.act.set(true)
 	defer r.act.set(false)
-	actx, cancel := r.p.hookContext(context.Background())
+	// Activation is bounded by the hook timeout, plus, for a replicated
+	// database, the promotion's own budget: catching up, checking and
+	// copying grow with the database, hooks do not.
+	budget := r.p.cfg.hookTimeout
+	if r.a.sqlitePath != "" {
+		budget += r.a.sqlitePromoteBudget()
+	}
+	actx, cancel := context.WithTimeout(context.Background(), budget)
 	stop := context.AfterFunc(termContext(term), cancel)
 	err := r.p.activate(actx, r.a, term.Epoch)
 	stop()

@@ -49,6 +49,28 @@ func SQLiteSnapshots(interval time.Duration, keep int) Option {
 	}
 }
 
+// SQLitePromoteTimeout bounds how long a node may take to become the
+// leader of a WithSQLite app's database: fence the log, apply what it has
+// not applied, quick_check and install its replica, all of which grow
+// with the database. Hooks keep the platform's hook timeout. Default
+// 10 min.
+func SQLitePromoteTimeout(d time.Duration) Option {
+	return func(a *Application) {
+		if d <= 0 {
+			a.setErr(fmt.Errorf("%w: app %s: SQLitePromoteTimeout(%s)", ErrInvalidOption, a.name, d))
+			return
+		}
+		a.sqlitePromote = d
+	}
+}
+
+func (a *Application) sqlitePromoteBudget() time.Duration {
+	if a.sqlitePromote > 0 {
+		return a.sqlitePromote
+	}
+	return 10 * time.Minute
+}
+
 // appReplication is a WithSQLite app's replication on this node.
 type appReplication struct {
 	p    *Platform
@@ -173,6 +195,8 @@ func (ar *appReplication) close() {
 }
 
 func (ar *appReplication) up(ctx context.Context, epoch uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, ar.a.sqlitePromoteBudget())
+	defer cancel()
 	return ar.repl.Promote(ctx, epoch)
 }
 
