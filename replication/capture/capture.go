@@ -1090,17 +1090,25 @@ func (c *Capturer) Sync(ctx context.Context) (SyncPoint, error) {
 	return sp, nil
 }
 
-// Check runs PRAGMA quick_check through the pinned read transaction: the
-// database as of the pin, checked without opening its file again (see
-// "Files and locks"). It returns nil for "ok", else SQLite's first
-// messages. Next waits while it runs.
+// Check runs PRAGMA quick_check in a read transaction of the snapshot
+// connection: the database as of now, checked without opening its file
+// again (see "Files and locks") and without holding up Next (a check of a
+// big database takes seconds). It waits for a snapshot being copied. It
+// returns nil for "ok", else SQLite's first messages.
 func (c *Capturer) Check(ctx context.Context) ([]string, error) {
+	c.snapMu.Lock()
+	defer c.snapMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.isClosed {
+	closed := c.isClosed
+	c.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	rows, err := c.pins[c.cur].QueryContext(ctx, "PRAGMA quick_check(10)")
+	if err := pin(ctx, c.snap); err != nil {
+		return nil, err
+	}
+	defer unpin(ctx, c.snap)
+	rows, err := c.snap.QueryContext(ctx, "PRAGMA quick_check(10)")
 	if err != nil {
 		return nil, fmt.Errorf("capture: quick_check: %w", err)
 	}

@@ -589,3 +589,30 @@ func TestCaptureTxnInProgress(t *testing.T) {
 	}
 	checkReplica(t, dir, rep, src)
 }
+
+// TestCheck: quick_check of the live database runs while Next goes on,
+// and sees what is committed, WAL included.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	a := openApp(t, src, "wal_autocheckpoint(0)")
+	a.commit(100)
+	ctx := context.Background()
+	c, err := capture.Open(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a.commit(5000) // in the WAL only
+	msgs, err := c.Check(ctx)
+	if err != nil || msgs != nil {
+		t.Fatalf("Check: %v, %v", msgs, err)
+	}
+	if _, err := next(t, c, 5*time.Second); err != nil {
+		t.Fatalf("Next after Check: %v", err)
+	}
+	c.Close()
+	if _, err := c.Check(ctx); !errors.Is(err, capture.ErrClosed) {
+		t.Fatalf("Check after Close: %v", err)
+	}
+}
