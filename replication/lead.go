@@ -52,9 +52,10 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	// of an older leader can land, so reading to it is reading all.
 	var app *wallog.Appender
 	var fence wallog.Entry
+	var tail wallog.Tail
 	for attempt := 1; ; attempt++ {
-		tail, err := r.cfg.Log.Tail(ctx)
-		if err != nil {
+		var err error
+		if tail, err = r.cfg.Log.Tail(ctx); err != nil {
 			return err
 		}
 		app, fence, err = r.cfg.Log.Fence(ctx, epoch, r.cfg.Node, tail.LastStreamSeq)
@@ -66,6 +67,14 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 		}
 		break
 	}
+	fenced := time.Now()
+	r.mu.Lock()
+	if r.processed == tail.LastStreamSeq && r.processed > 0 {
+		// The standby had dealt with everything before our epoch entry
+		// (the usual handoff): nothing to read.
+		r.processed = fence.StreamSeq
+	}
+	r.mu.Unlock()
 	if err := r.catchUp(ctx, fence.StreamSeq); err != nil {
 		return fmt.Errorf("replication: catch up to our epoch entry at %d: %w", fence.StreamSeq, err)
 	}
@@ -102,6 +111,7 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	} else if err := os.MkdirAll(filepath.Dir(r.cfg.Path), 0o755); err != nil {
 		return err
 	}
+	installed := time.Now()
 	cp, err := capture.Open(ctx, r.cfg.Path)
 	if err != nil {
 		return err
@@ -143,7 +153,8 @@ func (r *Replicator) Promote(ctx context.Context, epoch uint64) (err error) {
 	}
 	go l.run()
 	go l.confirm()
-	r.log.Info("replication: promoted", "epoch", epoch, "seq", pos.Seq, "took", time.Since(start), "bootstrap", bootstrap)
+	r.log.Info("replication: promoted", "epoch", epoch, "seq", pos.Seq, "took", time.Since(start), "bootstrap", bootstrap,
+		"fence", fenced.Sub(start), "catch_up_and_install", installed.Sub(fenced), "capture", time.Since(installed))
 	r.event(EventPromoted, fmt.Sprintf("at transaction %d in %s", pos.Seq, time.Since(start).Round(time.Millisecond)), epoch, nil)
 	return nil
 }
