@@ -408,15 +408,21 @@ func (r *Replicator) latestValid(ctx context.Context, need uint64) (snapstore.Me
 		if m.Cursor < need || m.Seq < rep.Applied().Seq {
 			continue
 		}
-		if m.Reset {
-			e, err := r.cfg.Log.EntryAt(ctx, m.Cursor)
-			if err != nil || e.Kind != wallog.KindSnapshot || e.Snapshot != m.Name {
-				continue
-			}
+		if r.valid(ctx, m) {
+			return m, nil
 		}
-		return m, nil
 	}
 	return snapstore.Meta{}, snapstore.ErrNoSnapshot
+}
+
+// valid reports whether a snapshot may be restored: an ordinary one
+// always, a reset one once the log holds its entry.
+func (r *Replicator) valid(ctx context.Context, m snapstore.Meta) bool {
+	if !m.Reset {
+		return true
+	}
+	e, err := r.cfg.Log.EntryAt(ctx, m.Cursor)
+	return err == nil && e.Kind == wallog.KindSnapshot && e.Snapshot == m.Name
 }
 
 // restore replaces the replica with snapshot name, at log cursor cursor.

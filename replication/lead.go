@@ -687,7 +687,9 @@ func (l *leader) storeSnapshot(sc *capture.SnapshotCopy, at wallog.Position) (sn
 	if err != nil {
 		return snapstore.Meta{}, err
 	}
-	oldest, err := r.cfg.Snapshots.Prune(l.ctx, r.cfg.Retain)
+	// A reset snapshot whose entry never landed (its leader died between
+	// the upload and the append) must not count as one of those kept.
+	oldest, err := r.cfg.Snapshots.Prune(l.ctx, r.cfg.Retain, func(m snapstore.Meta) bool { return r.valid(l.ctx, m) })
 	if err == nil {
 		err = r.cfg.Log.Purge(l.ctx, purgeTo(oldest))
 	}

@@ -174,24 +174,32 @@ func (s *Store) Restore(ctx context.Context, name, dir string, opts ...apply.Opt
 	return rep, m, nil
 }
 
-// Prune deletes all but the newest keep snapshots and returns the oldest
-// one kept (the log may be purged up to its Cursor).
-func (s *Store) Prune(ctx context.Context, keep int) (Meta, error) {
+// Prune keeps the newest keep snapshots that valid accepts (nil: all) and
+// deletes every older one, valid or not; snapshots newer than the oldest
+// kept stay whatever valid says (a snapshot valid later, such as a reset
+// snapshot whose log entry is on its way). It returns the oldest kept
+// (the log may be purged up to its Cursor).
+func (s *Store) Prune(ctx context.Context, keep int, valid func(Meta) bool) (Meta, error) {
 	list, err := s.List(ctx)
 	if err != nil {
 		return Meta{}, err
 	}
-	if len(list) == 0 {
+	keep = max(keep, 1)
+	oldest := -1
+	for i, kept := len(list)-1, 0; i >= 0 && kept < keep; i-- {
+		if valid == nil || valid(list[i]) {
+			oldest, kept = i, kept+1
+		}
+	}
+	if oldest < 0 {
 		return Meta{}, ErrNoSnapshot
 	}
-	keep = max(keep, 1)
-	for len(list) > keep {
-		if err := s.obj.Delete(ctx, list[0].Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			return Meta{}, fmt.Errorf("snapstore: prune %s: %w", list[0].Name, err)
+	for _, m := range list[:oldest] {
+		if err := s.obj.Delete(ctx, m.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return Meta{}, fmt.Errorf("snapstore: prune %s: %w", m.Name, err)
 		}
-		list = list[1:]
 	}
-	return list[0], nil
+	return list[oldest], nil
 }
 
 func encodeMeta(m Meta) map[string]string {

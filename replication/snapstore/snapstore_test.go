@@ -189,7 +189,7 @@ func TestStore(t *testing.T) {
 	if _, err := st.Latest(ctx, 0); !errors.Is(err, snapstore.ErrNoSnapshot) {
 		t.Fatalf("Latest of an empty store: %v", err)
 	}
-	if _, err := st.Prune(ctx, 2); !errors.Is(err, snapstore.ErrNoSnapshot) {
+	if _, err := st.Prune(ctx, 2, nil); !errors.Is(err, snapstore.ErrNoSnapshot) {
 		t.Fatalf("Prune of an empty store: %v", err)
 	}
 
@@ -410,7 +410,7 @@ func TestPrune(t *testing.T) {
 		}
 		metas = append(metas, m)
 	}
-	oldest, err := st.Prune(ctx, 2)
+	oldest, err := st.Prune(ctx, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,13 +428,50 @@ func TestPrune(t *testing.T) {
 		}
 	}
 	// Prune again keeps them; keep 0 keeps the newest.
-	if oldest, err := st.Prune(ctx, 2); err != nil || oldest.Name != metas[2].Name {
+	if oldest, err := st.Prune(ctx, 2, nil); err != nil || oldest.Name != metas[2].Name {
 		t.Fatalf("second Prune(2): %+v, %v", oldest, err)
 	}
-	if oldest, err := st.Prune(ctx, 0); err != nil || oldest.Name != metas[3].Name {
+	if oldest, err := st.Prune(ctx, 0, nil); err != nil || oldest.Name != metas[3].Name {
 		t.Fatalf("Prune(0): %+v, %v", oldest, err)
 	}
 	if list, err := st.List(ctx); err != nil || names(list) != names(metas[3:]) {
 		t.Fatalf("after Prune(0): %s, %v", names(list), err)
+	}
+}
+
+// TestPruneSkipsInvalid: snapshots valid refuses do not count as kept;
+// the older ones go whatever they are, a newer one stays (it may become
+// valid).
+func TestPruneSkipsInvalid(t *testing.T) {
+	ctx, js := startJS(t)
+	st := openStore(t, ctx, js, "snaps")
+	src := newSource(t)
+	var metas []snapstore.Meta
+	for i := range 5 {
+		src.insert(5)
+		seq := uint64(100 * (i + 1))
+		path, info, _ := src.snapshot(ctx, seq, 1, seq+3)
+		m, err := st.Put(ctx, path, snapstore.Meta{SnapshotInfo: info, Reset: i == 1 || i == 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metas = append(metas, m)
+	}
+	// Resets 1 and 4 are invalid: keeping 2 keeps 3 and 2, drops 0 and 1,
+	// and leaves 4 (newer than the oldest kept).
+	oldest, err := st.Prune(ctx, 2, func(m snapstore.Meta) bool { return !m.Reset })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameMeta(t, oldest, metas[2])
+	list, err := st.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(list), names(metas[2:]); got != want {
+		t.Fatalf("after Prune: %s, want %s", got, want)
+	}
+	if _, err := st.Prune(ctx, 1, func(snapstore.Meta) bool { return false }); !errors.Is(err, snapstore.ErrNoSnapshot) {
+		t.Fatalf("Prune with nothing valid: %v", err)
 	}
 }
