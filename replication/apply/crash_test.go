@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -177,5 +178,72 @@ func TestApplyBatch(t *testing.T) {
 			t.Fatalf("stage %d: batched replica differs from the one-by-one one", stage)
 		}
 		r.Close()
+	}
+}
+
+// TestDeferredPositionCrash: batches applied with ApplyBatchDeferred are
+// durable, but position.json stays behind until SyncPosition or Close. A
+// crash then leaves the file ahead of the written position; reopening and
+// applying the log again from the written position gives the source's
+// state exactly.
+func TestDeferredPositionCrash(t *testing.T) {
+	src, db := newSource(t, 80)
+	info, img := snapshotBytes(t, db, SnapshotOptions{Seq: 1})
+	dir := filepath.Join(t.TempDir(), "replica")
+	r := restore(t, dir, info, img)
+	defer r.Close()
+	for base := 1000; base < 4000; base += 1000 {
+		workload(t, db, base)
+	}
+	txns := readTestWAL(t, src+"-wal").after(t, info.Position)
+	if len(txns) < 10 {
+		t.Fatalf("only %d transactions", len(txns))
+	}
+	half := len(txns) / 2
+	applyAll(t, r, txns[:half], 1)
+	for i := half; i < len(txns); i += 3 {
+		var batch []Entry
+		for j := i; j < min(i+3, len(txns)); j++ {
+			batch = append(batch, Entry{Txn: txns[j], Seq: uint64(j + 2), Epoch: 1, Cursor: uint64(j + 100)})
+		}
+		if err := r.ApplyBatchDeferred(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.Applied().Seq; got != uint64(len(txns)+1) {
+		t.Fatalf("Applied().Seq %d after the deferred batches, want %d", got, len(txns)+1)
+	}
+	// The crash: the directory as it is on disk now.
+	crashed := filepath.Join(t.TempDir(), "crashed")
+	if err := os.MkdirAll(crashed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{DBName, PositionName} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := OpenReplica(crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.Applied().Seq; got != uint64(half+1) {
+		t.Fatalf("after the crash the position says %d, want the last written %d", got, half+1)
+	}
+	applyAll(t, c, txns[half:], 1)
+	sameAsSource(t, c, db)
+
+	// SyncPosition (and Close) write what was deferred.
+	if err := r.SyncPosition(); err != nil {
+		t.Fatal(err)
+	}
+	a, ok, err := readPosition(dir)
+	if err != nil || !ok || a.Seq != uint64(len(txns)+1) || a.Cursor != uint64(len(txns)-1+100) {
+		t.Fatalf("position after SyncPosition: %+v %v %v", a, ok, err)
 	}
 }
