@@ -31,6 +31,9 @@
 //
 // ApplyBatch does the same for several consecutive transactions with one
 // data fsync and one position write, the batch taking the place of N+1.
+// ApplyBatchDeferred leaves the position write to a later SyncPosition:
+// the file may then run several batches ahead of position.json, and the
+// same argument applies to all of them, re-applied in order.
 //
 // Between a crash in the middle of an Apply and the re-application of that
 // transaction the file can be torn (some of N+1's pages, not all): the file
