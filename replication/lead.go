@@ -203,9 +203,8 @@ type leader struct {
 
 	bg sync.WaitGroup // snapshot uploads
 
-	mu      sync.Mutex
-	shipped walfile.Position // capture position after the last shipped transaction
-	pos     wallog.Position  // the log's position after it (app's, for other goroutines)
+	mu  sync.Mutex
+	pos wallog.Position // the log's position after the last acknowledged entry (app's, for other goroutines)
 	// dealt counts the capture's transactions dealt with: shipped and
 	// acknowledged, or held by a reset snapshot (capture.SyncPoint).
 	dealt        int64

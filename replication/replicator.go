@@ -98,7 +98,7 @@ const (
 
 // Roles.
 const (
-	RoleStarting  = "starting" // not following yet
+	RoleStarting  = "starting" // neither following nor leading (yet, or any more)
 	RoleStandby   = "standby"
 	RoleResyncing = "resyncing"
 	RoleLeader    = "leader"
