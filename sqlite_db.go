@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	"modernc.org/sqlite"
 
 	"github.com/ozanturksever/go-cluster/replication"
@@ -34,9 +35,9 @@ var ErrNoStandby = errors.New("no standby confirmed the commit")
 // at its commit with ErrNotLeader (a standby's file is replaced at its
 // next promotion). With SQLiteSynchronous each commit returns once a
 // standby applied it; otherwise it returns at once and reaches the
-// standbys milliseconds later (SyncDB waits for the log on demand). Open
-// it in OnActive and close it in OnPassive: a connection kept across a
-// promotion would point at the file the promotion replaced. The handle
+// standbys milliseconds later (SyncDB waits for the log on demand). The
+// handle may live across terms: a pooled connection to a file a
+// promotion has since replaced is dropped, not reused. The handle
 // goes through the same SQLite library as the replication's capture,
 // which keeps the capture's locks intact; do not open the file with
 // another SQLite build in this process.
@@ -52,7 +53,7 @@ func (a *Application) DB() (*sql.DB, error) {
 		return nil, err
 	}
 	u := url.URL{Scheme: "file", Path: path, RawQuery: "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"}
-	return sql.OpenDB(&leaderConnector{a: a, dsn: u.String()}), nil
+	return sql.OpenDB(&leaderConnector{a: a, dsn: u.String(), path: path}), nil
 }
 
 // sqliteDriver is the driver modernc.org/sqlite registers.
@@ -65,8 +66,9 @@ var sqliteDriver = sync.OnceValue(func() driver.Driver {
 // leaderConnector opens connections that commit only on the leader and,
 // in synchronous mode, wait for a standby after each commit.
 type leaderConnector struct {
-	a   *Application
-	dsn string
+	a    *Application
+	dsn  string
+	path string
 }
 
 func (c *leaderConnector) Connect(context.Context) (driver.Conn, error) {
@@ -79,7 +81,7 @@ func (c *leaderConnector) Connect(context.Context) (driver.Conn, error) {
 		conn.Close()
 		return nil, errors.New("sqlite driver connection without commit hooks")
 	}
-	lc := &leaderConn{Conn: conn, a: c.a}
+	lc := &leaderConn{Conn: conn, a: c.a, path: c.path, ino: inodeOf(c.path)}
 	// SQLite calls the hook at every commit of a write transaction,
 	// whatever started it (BEGIN by hand, an autocommit INSERT ...
 	// RETURNING, a prepared statement): the one place that sees them
@@ -95,12 +97,27 @@ func (c *leaderConnector) Driver() driver.Driver { return sqliteDriver() }
 type leaderConn struct {
 	driver.Conn
 	a       *Application
-	wrote   bool // a write transaction committed since the last after
-	refused bool // a commit was refused: not the leader
+	path    string
+	ino     uint64 // the file the connection opened
+	wrote   bool   // a write transaction committed since the last after
+	refused bool   // a commit was refused: not the leader
 }
 
+// inodeOf is path's inode (0 if it cannot be read).
+func inodeOf(path string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// IsValid tells database/sql to drop a pooled connection to a file a
+// promotion has since replaced (it would read and write the old one).
+func (c *leaderConn) IsValid() bool { return inodeOf(c.path) == c.ino }
+
 func (c *leaderConn) onCommit() int32 {
-	if st, ok := c.a.ReplicationStatus(); !ok || st.Role != replication.RoleLeader {
+	if st, ok := c.a.ReplicationStatus(); !ok || st.Role != replication.RoleLeader || !c.IsValid() {
 		c.refused = true
 		return 1
 	}
@@ -140,6 +157,9 @@ func (c *leaderConn) after(ctx context.Context, err error) error {
 }
 
 func (c *leaderConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if !c.IsValid() {
+		return nil, driver.ErrBadConn // database/sql retries on a new connection
+	}
 	if !opts.ReadOnly {
 		// Refuse early what the commit hook would refuse at the end.
 		if st, ok := c.a.ReplicationStatus(); !ok || st.Role != replication.RoleLeader {
@@ -154,11 +174,17 @@ func (c *leaderConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver
 }
 
 func (c *leaderConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if !c.IsValid() {
+		return nil, driver.ErrBadConn
+	}
 	res, err := c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
 	return res, c.after(ctx, err)
 }
 
 func (c *leaderConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if !c.IsValid() {
+		return nil, driver.ErrBadConn
+	}
 	rows, err := c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
 	if err != nil {
 		return nil, c.after(ctx, err)
@@ -167,6 +193,9 @@ func (c *leaderConn) QueryContext(ctx context.Context, query string, args []driv
 }
 
 func (c *leaderConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if !c.IsValid() {
+		return nil, driver.ErrBadConn
+	}
 	st, err := c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err

@@ -310,3 +310,62 @@ func BenchmarkSQLiteHandoff(b *testing.B) {
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(times[len(times)*99/100].Microseconds())/1000, "p99_ms")
 }
+
+// TestSQLiteDBAcrossTerms: a DB() handle kept while leadership goes away
+// and comes back writes to the database of the current term, not to the
+// file the re-promotion replaced.
+func TestSQLiteDBAcrossTerms(t *testing.T) {
+	url := startNATS(t)
+	dir := t.TempDir()
+	apps := map[string]*Application{}
+	for _, n := range []string{"n1", "n2"} {
+		apps[n] = NewApp("db", Singleton(), WithSQLite(filepath.Join(dir, n, "app.db")))
+		runPlatform(t, url, "at", n, []*Application{apps[n]}, WithStateDir(filepath.Join(dir, n, "state")))
+	}
+	role := func(n string) string { st, _ := apps[n].ReplicationStatus(); return st.Role }
+	eventually(t, 10*time.Second, "a leader", func() bool { return role("n1") == "leader" || role("n2") == "leader" })
+	first, other := "n1", "n2"
+	if role("n2") == "leader" {
+		first, other = "n2", "n1"
+	}
+	db, err := apps[first].DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	// Away and back: the re-promotion installs a new file at the path.
+	for _, n := range []string{first, other} {
+		eventually(t, 10*time.Second, n+" leads, the other follows", func() bool {
+			o := first
+			if n == first {
+				o = other
+			}
+			return role(n) == "leader" && role(o) == "standby"
+		})
+		if err := apps[n].Election().StepDown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, first+" to lead again", func() bool { return role(first) == "leader" && role(other) == "standby" })
+	if _, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := apps[first].SyncDB(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the standby to hold row 2", func() bool {
+		return maxID(t, filepath.Join(dir, other, "state", "replicas", "db", "replica.db")) == 2
+	})
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("the old handle sees %d rows (%v), want 2", n, err)
+	}
+}
