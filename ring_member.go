@@ -285,7 +285,12 @@ func (m *ringMember) take(ctx context.Context, version uint64, parts []int) erro
 		m.invoked[p] = true
 	}
 	m.mu.Unlock()
-	hctx, cancel := m.p.hookContext(ctx)
+	// OnOwn runs to its end (or the hook timeout) even if the member is
+	// stopped meanwhile: abandoned on cancellation it would go on running
+	// while leaveRing runs OnRelease for the same partitions, and the app
+	// would hear "own" after "release". The member's loop, and so its
+	// leaving, waits for this.
+	hctx, cancel := m.p.hookContext(context.WithoutCancel(ctx))
 	defer cancel()
 	if err := runPartitionHooks(hctx, m.a, "OnOwn", m.a.partitionHooks(&m.a.onOwn), parts); err != nil {
 		// The claim stays: the assignment still gives these to us and OnOwn
