@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -219,14 +218,7 @@ func (b *appBackend) giveUp(epoch uint64, reason string) {
 		b.p.log.Error("backend stays down: a spread app has no other node to move to", "app", b.a.name, "reason", reason)
 		return
 	}
-	b.p.log.Warn("stepping down: backend failed", "app", b.a.name, "epoch", epoch, "reason", reason)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), b.p.cfg.hookTimeout)
-		defer cancel()
-		if err := b.a.election.StepDown(ctx); err != nil && !errors.Is(err, ErrNotLeader) {
-			b.p.log.Error("step down after backend failure", "app", b.a.name, "err", err)
-		}
-	}()
+	b.p.stepDownAfter(b.a, epoch, "backend failed: "+reason)
 }
 
 // down stops watching and stops the unit, waiting for systemd's stop job.

@@ -217,26 +217,6 @@ func gracefulStop(ctx context.Context) bool {
 	return g
 }
 
-// stepDownAfter hands the app to another node after a failure of one of
-// its resources: the instance steps down, which stops everything here as
-// for any end of a term. It runs apart from the caller, since stepping
-// down waits for the steps' down, which may wait for the caller.
-func (p *Platform) stepDownAfter(a *Application, epoch uint64, reason string) {
-	if cur := a.election.Epoch(); cur != epoch {
-		// A report about an earlier term: the current one is not at fault.
-		p.log.Info("not stepping down: the failure was of an earlier term", "app", a.name, "epoch", epoch, "current", cur, "reason", reason)
-		return
-	}
-	p.log.Warn("stepping down", "app", a.name, "epoch", epoch, "reason", reason)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.hookTimeout)
-		defer cancel()
-		if err := a.election.StepDown(ctx); err != nil && !errors.Is(err, ErrNotLeader) {
-			p.log.Error("step down", "app", a.name, "err", err)
-		}
-	}()
-}
-
 // ReplicationStatuses lists the replication status of every instance of
 // the WithSQLite app, as each last wrote it.
 func (p *Platform) ReplicationStatuses(ctx context.Context, app string) ([]ReplicationStatus, error) {

@@ -454,28 +454,18 @@ func (r *Replicator) restore(ctx context.Context, name string, cursor uint64) er
 	if old == nil {
 		return errClosed
 	}
-	if err := old.Close(); err != nil {
-		// Keep a replica open whatever happens: reopen it.
-		reopened, oerr := apply.OpenReplica(r.cfg.Dir)
-		r.mu.Lock()
-		r.rep = reopened
-		r.mu.Unlock()
-		return errors.Join(err, oerr)
-	}
 	start := time.Now()
-	m, body, err := r.cfg.Snapshots.Get(ctx, name)
 	var rep *apply.Replica
+	var m snapstore.Meta
+	err := old.Close()
 	if err == nil {
 		// The log entry's own sequence is where to read on, whatever
 		// the leader predicted when it uploaded.
-		info := m.SnapshotInfo
-		info.Cursor = cursor
-		rep, err = apply.RestoreSnapshot(r.cfg.Dir, body, info)
-		body.Close()
+		rep, m, err = r.cfg.Snapshots.RestoreAt(ctx, name, r.cfg.Dir, cursor)
 	}
 	if err != nil {
-		// Keep a replica open: the old one, still intact (restore
-		// installs nothing it did not check).
+		// Keep a replica open: the old one, intact (a restore installs
+		// nothing it did not check).
 		reopened, oerr := apply.OpenReplica(r.cfg.Dir)
 		r.mu.Lock()
 		r.rep = reopened

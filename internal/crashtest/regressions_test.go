@@ -3,7 +3,6 @@
 package crashtest
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -11,12 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ozanturksever/go-cluster/internal/sqlitetest"
 	"github.com/ozanturksever/go-cluster/replication"
-	"github.com/ozanturksever/go-cluster/state"
 )
 
 // Regression tests for two bugs TestSQLiteFailover found: SyncDB hanging
@@ -33,22 +28,12 @@ func TestSQLiteSyncWhileWriting(t *testing.T) {
 	tc := newTestCluster(t, time.Second)
 	tc.Mode = ModeSQLite
 	sqlitetest.WriterPath(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	nc, err := nats.Connect(tc.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSQLiteRounds(t, tc, 2*time.Minute)
+	ctx := s.ctx
 	tc.start("n1", tc.url)
 	leader := tc.settledLeader()
 	tc.start("n2", tc.url)
 	tc.waitReady("n2", 1)
-	s := &sqliteRounds{t: t, tc: tc, ctx: ctx, js: js, next: 1, layout: state.Layout{Platform: tc.Platform}}
 	w := s.writer(tc.DBPath(leader.Node), 0, "300")
 	defer func() {
 		w.Signal(syscall.SIGKILL)

@@ -51,17 +51,7 @@ func TestSQLiteFailover(t *testing.T) {
 	tc := newTestCluster(t, ttl)
 	tc.Mode = ModeSQLite
 	sqlitetest.WriterPath(t) // build it before anything is timed
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	nc, err := nats.Connect(tc.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSQLiteRounds(t, tc, 4*time.Minute)
 	ids := []string{"n1", "n2", "n3"}
 	for _, id := range ids {
 		tc.start(id, tc.url)
@@ -69,7 +59,6 @@ func TestSQLiteFailover(t *testing.T) {
 	for _, id := range ids {
 		tc.waitReady(id, 1)
 	}
-	s := &sqliteRounds{t: t, tc: tc, ctx: ctx, js: js, next: 1, layout: state.Layout{Platform: tc.Platform}}
 	begin := time.Now()
 	for round, kind := range []string{"graceful", "kill", "pause", "graceful", "kill", "pause"} {
 		start := time.Now()
@@ -257,12 +246,7 @@ func (s *sqliteRounds) kill(round int) {
 	acked := s.committed(round, run.Commits)
 	s.keep(acked)
 	syncSeq := s.sync(round, leader.Node)
-	w := s.writer(path, 0, "250")
-	if got := w.WaitCommits(s.ctx, 60); len(got) < 60 {
-		w.Signal(syscall.SIGKILL)
-		w.Wait(t, true)
-		t.Fatalf("round %d: the second writer committed only %d transactions", round, len(got))
-	}
+	w := s.runningWriter(round, path, "250", 60)
 	evs, _, err := tc.State()
 	if err != nil {
 		t.Fatal(err)
@@ -304,15 +288,8 @@ func (s *sqliteRounds) pause(round int) {
 	run := s.writer(path, 60, "0").Wait(t, false)
 	acked := s.committed(round, run.Commits)
 	s.keep(acked)
-	// Synced while nothing commits: SyncDB under a steady stream of
-	// commits may never return (TestSQLiteSyncWhileWriting).
 	syncSeq := s.sync(round, leader.Node)
-	w := s.writer(path, 0, "200")
-	if got := w.WaitCommits(s.ctx, 40); len(got) < 40 {
-		w.Signal(syscall.SIGKILL)
-		w.Wait(t, true)
-		t.Fatalf("round %d: the writer committed only %d transactions", round, len(got))
-	}
+	w := s.runningWriter(round, path, "200", 40)
 	pausedAt, err := tc.Node(leader.Node).Pause()
 	if err != nil {
 		t.Fatal(err)
@@ -612,4 +589,34 @@ func lastOf(ids []int64) any {
 		return "none"
 	}
 	return ids[len(ids)-1]
+}
+
+// newSQLiteRounds connects to tc's NATS for the rounds' checks of the log;
+// the connection and ctx (bounded by timeout) last as long as the test.
+func newSQLiteRounds(t *testing.T, tc *testCluster, timeout time.Duration) *sqliteRounds {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	nc, err := nats.Connect(tc.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sqliteRounds{t: t, tc: tc, ctx: ctx, js: js, next: 1, layout: state.Layout{Platform: tc.Platform}}
+}
+
+// runningWriter starts a writer at rate on path that keeps going, and
+// returns once it has committed n transactions.
+func (s *sqliteRounds) runningWriter(round int, path, rate string, n int) *sqlitetest.Writer {
+	w := s.writer(path, 0, rate)
+	if got := w.WaitCommits(s.ctx, n); len(got) < n {
+		w.Signal(syscall.SIGKILL)
+		w.Wait(s.t, true)
+		s.t.Fatalf("round %d: the writer committed only %d of %d transactions", round, len(got), n)
+	}
+	return w
 }

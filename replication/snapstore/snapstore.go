@@ -162,12 +162,23 @@ func (s *Store) Get(ctx context.Context, name string) (Meta, io.ReadCloser, erro
 // Restore makes dir a replica holding the snapshot named name (checked
 // against its SHA-256 before it is installed) and opens it.
 func (s *Store) Restore(ctx context.Context, name, dir string, opts ...apply.Option) (*apply.Replica, Meta, error) {
+	return s.RestoreAt(ctx, name, dir, 0, opts...)
+}
+
+// RestoreAt is Restore with the replica's log cursor set to cursor (0:
+// the snapshot's own), for a snapshot reached through a log entry, whose
+// position in the log is the entry's.
+func (s *Store) RestoreAt(ctx context.Context, name, dir string, cursor uint64, opts ...apply.Option) (*apply.Replica, Meta, error) {
 	m, r, err := s.Get(ctx, name)
 	if err != nil {
 		return nil, Meta{}, err
 	}
 	defer r.Close()
-	rep, err := apply.RestoreSnapshot(dir, r, m.SnapshotInfo, opts...)
+	info := m.SnapshotInfo
+	if cursor != 0 {
+		info.Cursor = cursor
+	}
+	rep, err := apply.RestoreSnapshot(dir, r, info, opts...)
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("snapstore: restore %s: %w", name, err)
 	}
