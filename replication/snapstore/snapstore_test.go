@@ -398,18 +398,7 @@ func TestRestoreMismatch(t *testing.T) {
 func TestPrune(t *testing.T) {
 	ctx, js := startJS(t)
 	st := openStore(t, ctx, js, "snaps")
-	src := newSource(t)
-	var metas []snapstore.Meta
-	for i := range 4 {
-		src.insert(5)
-		seq := uint64(100 * (i + 1))
-		path, info, _ := src.snapshot(ctx, seq, 1, seq+3)
-		m, err := st.Put(ctx, path, snapstore.Meta{SnapshotInfo: info})
-		if err != nil {
-			t.Fatal(err)
-		}
-		metas = append(metas, m)
-	}
+	metas := putSeries(t, ctx, st, 4, func(int) bool { return false })
 	oldest, err := st.Prune(ctx, 2, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -445,18 +434,7 @@ func TestPrune(t *testing.T) {
 func TestPruneSkipsInvalid(t *testing.T) {
 	ctx, js := startJS(t)
 	st := openStore(t, ctx, js, "snaps")
-	src := newSource(t)
-	var metas []snapstore.Meta
-	for i := range 5 {
-		src.insert(5)
-		seq := uint64(100 * (i + 1))
-		path, info, _ := src.snapshot(ctx, seq, 1, seq+3)
-		m, err := st.Put(ctx, path, snapstore.Meta{SnapshotInfo: info, Reset: i == 1 || i == 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		metas = append(metas, m)
-	}
+	metas := putSeries(t, ctx, st, 5, func(i int) bool { return i == 1 || i == 4 })
 	// Resets 1 and 4 are invalid: keeping 2 keeps 3 and 2, drops 0 and 1,
 	// and leaves 4 (newer than the oldest kept).
 	oldest, err := st.Prune(ctx, 2, func(m snapstore.Meta) bool { return !m.Reset })
@@ -474,4 +452,23 @@ func TestPruneSkipsInvalid(t *testing.T) {
 	if _, err := st.Prune(ctx, 1, func(snapstore.Meta) bool { return false }); !errors.Is(err, snapstore.ErrNoSnapshot) {
 		t.Fatalf("Prune with nothing valid: %v", err)
 	}
+}
+
+// putSeries stores n snapshots of a growing database at seq 100, 200, ...
+// (cursor seq+3), reset(i) marking the reset ones.
+func putSeries(t *testing.T, ctx context.Context, st *snapstore.Store, n int, reset func(int) bool) []snapstore.Meta {
+	t.Helper()
+	src := newSource(t)
+	var metas []snapstore.Meta
+	for i := range n {
+		src.insert(5)
+		seq := uint64(100 * (i + 1))
+		path, info, _ := src.snapshot(ctx, seq, 1, seq+3)
+		m, err := st.Put(ctx, path, snapstore.Meta{SnapshotInfo: info, Reset: reset(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metas = append(metas, m)
+	}
+	return metas
 }
