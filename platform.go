@@ -37,7 +37,9 @@ type Platform struct {
 	nodes    jetstream.KeyValue
 	services jetstream.KeyValue
 	// replStatus holds the TTL'd replication status of every SQLite
-	// app's instance (replication.go).
+	// app's instance (sqlite.go); made by the first WithSQLite app, so
+	// that a platform without one does not pay for it at start-up.
+	replMu     sync.Mutex
 	replStatus jetstream.KeyValue
 	stateDir   string
 	prober     *state.Prober
@@ -179,7 +181,7 @@ func (p *Platform) connect(natsURL string) error {
 	for _, b := range []struct {
 		dst  *jetstream.KeyValue
 		name string
-	}{{&p.nodes, p.layout.NodesBucket()}, {&p.services, p.layout.ServicesBucket()}, {&p.replStatus, p.layout.ReplicationBucket()}} {
+	}{{&p.nodes, p.layout.NodesBucket()}, {&p.services, p.layout.ServicesBucket()}} {
 		if *b.dst, err = state.EnsureKV(ctx, p.js, state.TTLBucketConfig(b.name, p.cfg.replicas)); err != nil {
 			p.nc.Close()
 			return err

@@ -171,8 +171,11 @@ func (p *Platform) leave() {
 }
 
 func (p *Platform) bucketFor(name string) jetstream.KeyValue {
-	for _, kv := range []jetstream.KeyValue{p.nodes, p.services, p.replStatus} {
-		if kv.Bucket() == name {
+	p.replMu.Lock()
+	repl := p.replStatus
+	p.replMu.Unlock()
+	for _, kv := range []jetstream.KeyValue{p.nodes, p.services, repl} {
+		if kv != nil && kv.Bucket() == name {
 			return kv
 		}
 	}

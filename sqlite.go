@@ -9,9 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ozanturksever/go-cluster/replication"
 	"github.com/ozanturksever/go-cluster/replication/snapstore"
 	"github.com/ozanturksever/go-cluster/replication/wallog"
+	"github.com/ozanturksever/go-cluster/state"
 )
 
 // ReplicationStatus is one instance's replication state of a WithSQLite
@@ -73,9 +76,10 @@ func (a *Application) sqlitePromoteBudget() time.Duration {
 
 // appReplication is a WithSQLite app's replication on this node.
 type appReplication struct {
-	p    *Platform
-	a    *Application
-	repl *replication.Replicator
+	p      *Platform
+	a      *Application
+	repl   *replication.Replicator
+	status jetstream.KeyValue // the platform's replication status bucket
 
 	mu      sync.Mutex
 	latest  *replication.Status
@@ -93,6 +97,10 @@ func (p *Platform) newAppReplication(ctx context.Context, a *Application) (*appR
 	if err != nil {
 		return nil, fmt.Errorf("app %s: database path: %w", a.name, err)
 	}
+	status, err := p.replicationBucket(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", a.name, err)
+	}
 	log, err := wallog.Open(ctx, p.js, wallog.Config{
 		Stream: p.layout.WALStream(a.name), Subject: p.layout.WALSubject(a.name), Replicas: p.cfg.replicas,
 	})
@@ -103,7 +111,7 @@ func (p *Platform) newAppReplication(ctx context.Context, a *Application) (*appR
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", a.name, err)
 	}
-	ar := &appReplication{p: p, a: a, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	ar := &appReplication{p: p, a: a, status: status, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	ar.repl, err = replication.New(replication.Config{
 		App: a.name, Node: p.node,
 		Path: path, Dir: filepath.Join(p.stateDir, "replicas", a.name),
@@ -160,7 +168,7 @@ func (ar *appReplication) publish(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			_ = p.disown(ctx, p.replStatus, key)
+			_ = p.disown(ctx, ar.status, key)
 			return
 		case <-ar.wake:
 		case <-tick.C:
@@ -175,7 +183,7 @@ func (ar *appReplication) publish(ctx context.Context) {
 		}
 		b, _ := json.Marshal(s)
 		wctx, cancel := context.WithTimeout(ctx, p.recordTTL())
-		if err := p.own(wctx, p.replStatus.Bucket(), key, b); err != nil && ctx.Err() == nil {
+		if err := p.own(wctx, ar.status.Bucket(), key, b); err != nil && ctx.Err() == nil {
 			p.log.Debug("replication status not written", "app", ar.a.name, "err", err)
 		}
 		cancel()
@@ -223,7 +231,29 @@ func (p *Platform) ReplicationStatuses(ctx context.Context, app string) ([]Repli
 	if p.initErr != nil {
 		return nil, p.initErr
 	}
-	return replication.ListStatuses(ctx, p.js, p.replStatus, app)
+	kv, err := p.js.KeyValue(ctx, p.layout.ReplicationBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil // no WithSQLite app has run on this platform
+	}
+	if err != nil {
+		return nil, err
+	}
+	return replication.ListStatuses(ctx, p.js, kv, app)
+}
+
+// replicationBucket makes (once) and returns the replication status
+// bucket.
+func (p *Platform) replicationBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	p.replMu.Lock()
+	defer p.replMu.Unlock()
+	if p.replStatus == nil {
+		kv, err := state.EnsureKV(ctx, p.js, state.TTLBucketConfig(p.layout.ReplicationBucket(), p.cfg.replicas))
+		if err != nil {
+			return nil, fmt.Errorf("replication status bucket: %w", err)
+		}
+		p.replStatus = kv
+	}
+	return p.replStatus, nil
 }
 
 // SyncDB ships every transaction committed to the app's WithSQLite
