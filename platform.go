@@ -591,12 +591,30 @@ func (p *Platform) disconnected() {
 }
 
 // own writes a TTL'd record this process keeps alive until disown.
+//
+// The first write is bounded by ownWriteTimeout and its failure is not
+// the caller's: own runs on the activation path, and a stream without a
+// leader (an election after a node died, up to
+// state.EmbeddedRaftTiming.WorstElectionOutage) must not keep a new leader
+// from serving, nor make it step down. The record is kept regardless and
+// the heartbeat writes it once the stream answers (within presenceTTL/5).
 func (p *Platform) own(ctx context.Context, bucket, key string, value []byte) error {
 	p.ownedMu.Lock()
 	p.owned[ownedKey{bucket, key}] = value
 	p.ownedMu.Unlock()
-	return state.PutTTL(ctx, p.js, bucket, key, value, p.recordTTL())
+	wctx, cancel := context.WithTimeout(ctx, ownWriteTimeout)
+	defer cancel()
+	if err := state.PutTTL(wctx, p.js, bucket, key, value, p.recordTTL()); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn("record not written yet; the heartbeat will write it", "bucket", bucket, "key", key, "err", err)
+	}
+	return nil
 }
+
+// ownWriteTimeout bounds the first write of an owned record (see own).
+const ownWriteTimeout = 500 * time.Millisecond
 
 // disown stops keeping a record alive and deletes it. It never waits on the
 // network: it runs while an instance stops, possibly at its lease deadline

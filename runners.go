@@ -274,7 +274,14 @@ func (p *Platform) claimNode(ctx context.Context, a *Application) error {
 			p.claimMu.Unlock()
 			return fmt.Errorf("app %s keeps away from %s, which is active on this node", a.name, away)
 		}
-		if _, err := p.nodes.Get(ctx, p.layout.ActiveKey(away, p.node)); err == nil {
+		// Another process's app on this node shows in its marker. A read
+		// that cannot be answered now (a stream electing its leader) must
+		// not hold up activation: AwayFromApp is placement, not a safety
+		// rule, and that app's own claim sees ours.
+		gctx, cancel := context.WithTimeout(ctx, ownWriteTimeout)
+		_, err := p.nodes.Get(gctx, p.layout.ActiveKey(away, p.node))
+		cancel()
+		if err == nil {
 			p.claimMu.Unlock()
 			return fmt.Errorf("app %s keeps away from %s, which is active on this node", a.name, away)
 		}

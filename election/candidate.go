@@ -264,6 +264,14 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 	graceTimer.Stop()
 	retry.Stop()
 	defer func() { stopGone() }()
+	// recheck reads the lease once per TTL. The watch is the fast way to
+	// learn of changes, but it can miss what leaves no message (a record
+	// the server expired) and can stall while its consumer is re-created
+	// after a stream-leader change; a candidate must never wait in
+	// silence for an event that will not come.
+	recheck := time.NewTicker(c.ttl)
+	defer recheck.Stop()
+	var readAhead uint64 // revision the last recheck read
 
 	// attempt tries to take the lease when it looks free, or by CAS on the
 	// revision we saw when its holder is provably gone.
@@ -292,8 +300,13 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 				// The record may have expired on the server, which leaves no
 				// marker in a lease bucket (see state.EnsureLeaseKV), so no
 				// watcher hears of it: an empty key is free to create.
-				if _, gerr := c.cfg.KV.Get(actx, c.cfg.Key); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+				_, gerr := c.cfg.KV.Get(actx, c.cfg.Key)
+				switch {
+				case errors.Is(gerr, jetstream.ErrKeyNotFound):
 					rev, err = c.cfg.KV.Create(actx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
+				case gerr != nil:
+					// Neither "someone holds it" nor "free": find out again.
+					err = gerr
 				}
 			}
 		} else {
@@ -379,6 +392,33 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 			if t, rev := attempt(false); t != nil {
 				return t, rev, nil
 			}
+		case <-recheck.C:
+			if !initialDone {
+				continue
+			}
+			gctx, cancel := context.WithTimeout(ctx, c.cfg.Timing.AttemptTimeout())
+			e, err := c.cfg.KV.Get(gctx, c.cfg.Key)
+			cancel()
+			switch {
+			case (errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)) && cur.present:
+				c.log.Info("lease record is gone without an event; campaigning", "holder", cur.rec.Holder, "rev", cur.rev)
+				takeover.Stop()
+				graceTimer.Stop()
+				stopGone()
+				stopGone, gone = func() {}, nil
+				cur = observed{rev: cur.rev, at: time.Now()}
+				c.observe(cur)
+				if t, rev := attempt(false); t != nil {
+					return t, rev, nil
+				}
+			case err == nil:
+				// A read may run ahead of the watch for a moment; a watch
+				// still behind what the previous recheck read has stalled.
+				if cur.rev < readAhead {
+					return nil, 0, fmt.Errorf("lease watch %s stalled: revision %d was read a recheck ago, the watch is at %d", c.cfg.Key, readAhead, cur.rev)
+				}
+				readAhead = e.Revision()
+			}
 		}
 	}
 }
@@ -444,15 +484,34 @@ func (c *Candidate) lead(ctx context.Context, term *Term, rev uint64, serve func
 
 // keep renews the lease until stop is closed or the lease is lost, and
 // returns the last revision we wrote (0 if the lease is no longer ours).
+//
+// Each attempt is bounded (Timing.AttemptTimeout), so that a request
+// dropped by a stream without a leader does not keep us from writing to the
+// next leader. Its outcome is then unknown: it may still land. Attempts are
+// compare-and-sets on the same revision, so at most one of them lands; if
+// one did, the next fails its compare-and-set on our own write. Before
+// calling the lease lost we therefore read the record back: when it is
+// ours (this instance, this epoch) the write landed, and we count our
+// deadline from the *first* attempt that may have landed, which is no later
+// than the one that did, so the deadline stays on the safe side.
 func (c *Candidate) keep(term *Term, rev uint64, stop <-chan struct{}) uint64 {
 	tm := c.cfg.Timing
 	lastSent := term.Deadline().Add(-(tm.TTL - tm.ClockMargin - tm.StopBudget))
+	var unknownSince time.Time // first attempt since the last known outcome whose outcome is unknown
 	failed := false
 	timer := time.NewTimer(time.Until(tm.NextRenew(lastSent, time.Now(), false)))
 	defer timer.Stop()
 	deadline := time.NewTimer(time.Until(term.Deadline()))
 	defer deadline.Stop()
 	value := c.record(term.Epoch)
+	renewed := func(newRev uint64, sent time.Time) {
+		rev, lastSent, failed, unknownSince = newRev, sent, false, time.Time{}
+		d := tm.LeaseDeadline(sent)
+		term.mu.Lock()
+		term.deadline = d
+		term.mu.Unlock()
+		deadline.Reset(time.Until(d))
+	}
 	for {
 		select {
 		case <-stop:
@@ -463,28 +522,88 @@ func (c *Candidate) keep(term *Term, rev uint64, stop <-chan struct{}) uint64 {
 		case <-timer.C:
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithDeadline(context.Background(), tm.LeaseDeadline(lastSent))
+		ctx, cancel := context.WithDeadline(context.Background(), minTime(tm.LeaseDeadline(lastSent), sent.Add(tm.AttemptTimeout())))
 		newRev, err := state.PutCAS(ctx, c.cfg.JS, c.bucket(), c.cfg.Key, value, rev, c.ttl)
-		cancel()
 		switch {
 		case err == nil:
+			// Had an earlier attempt landed, this one would have failed
+			// its compare-and-set: this is the write that counts.
 			if c.cfg.OnRenew != nil {
 				c.cfg.OnRenew(time.Since(sent))
 			}
-			rev, lastSent, failed = newRev, sent, false
-			d := tm.LeaseDeadline(sent)
-			term.mu.Lock()
-			term.deadline = d
-			term.mu.Unlock()
-			deadline.Reset(time.Until(d))
+			renewed(newRev, sent)
 		case state.IsCASFailure(err):
+			if !unknownSince.IsZero() {
+				landed, verdict := c.ownWrite(ctx, term.Epoch, rev)
+				switch verdict {
+				case writeOurs:
+					c.log.Info("an earlier lease renewal landed late; continuing from it", "rev", landed)
+					renewed(landed, unknownSince)
+					cancel()
+					timer.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), false)))
+					continue
+				case writeUnknown:
+					// Cannot tell yet; the deadline still bounds us.
+					failed = true
+					cancel()
+					timer.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), true)))
+					continue
+				}
+			}
+			cancel()
 			term.end(ErrLeaseLost)
 			return 0
 		default:
 			// A renewal that timed out is unknown, not lost: retry until the deadline.
+			if unknownSince.IsZero() {
+				unknownSince = sent
+			}
 			failed = true
 			c.log.Warn("lease renewal failed; retrying", "err", err, "deadline_in", time.Until(tm.LeaseDeadline(lastSent)).Round(time.Millisecond))
 		}
+		cancel()
 		timer.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), failed)))
 	}
+}
+
+// What a read-back says of the last write to a lease.
+type writeVerdict int
+
+const (
+	writeUnknown writeVerdict = iota // the read failed
+	writeOurs                        // a renewal of ours landed
+	writeTheirs                      // someone else wrote: the lease is lost
+)
+
+// ownWrite reads the lease after a failed compare-and-set on revision
+// after, and says whether a renewal of ours (this instance, this epoch)
+// landed since. Reads may lag (a replica answers): a lagging read shows an
+// older revision, never our record at a revision we did not write.
+func (c *Candidate) ownWrite(ctx context.Context, epoch, after uint64) (uint64, writeVerdict) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timing.AttemptTimeout())
+	defer cancel()
+	e, err := c.cfg.KV.Get(rctx, c.cfg.Key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return 0, writeTheirs
+	case err != nil:
+		return 0, writeUnknown
+	}
+	var rec Record
+	if json.Unmarshal(e.Value(), &rec) == nil && e.Revision() > after &&
+		rec.Holder == c.cfg.Node && rec.Instance == c.cfg.Instance && rec.Epoch == epoch {
+		return e.Revision(), writeOurs
+	}
+	if e.Revision() <= after {
+		// A lagging replica: it has not seen what made our write fail.
+		return 0, writeUnknown
+	}
+	return 0, writeTheirs
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

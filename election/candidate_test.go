@@ -96,15 +96,26 @@ func (r *recorder) waitFor(t *testing.T, cond func() bool, within time.Duration,
 
 func startCandidates(t *testing.T, ctx context.Context, url string, tm Timing, probe bool, rec *recorder, names ...string) map[string]*node {
 	t.Helper()
+	urls := map[string]string{}
+	for _, name := range names {
+		urls[name] = url
+	}
+	return startCandidatesAt(t, ctx, urls, 1, tm, probe, rec, names...)
+}
+
+// startCandidatesAt connects each named candidate to its own URL, with a
+// lease bucket of the given replicas.
+func startCandidatesAt(t *testing.T, ctx context.Context, urls map[string]string, replicas int, tm Timing, probe bool, rec *recorder, names ...string) map[string]*node {
+	t.Helper()
 	nodes := map[string]*node{}
 	for _, name := range names {
-		nc, err := nats.Connect(url)
+		nc, err := nats.Connect(urls[name])
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
 		js, _ := jetstream.New(nc)
-		kv, err := state.EnsureLeaseKV(ctx, js, "leases", 1)
+		kv, err := state.EnsureLeaseKV(ctx, js, "leases", replicas)
 		if err != nil {
 			t.Fatal(err)
 		}

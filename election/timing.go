@@ -31,34 +31,66 @@ type Timing struct {
 }
 
 // DefaultTiming gives SIGKILL failover in about ProbeInterval + StopBudget
-// and silent-partition failover within TTL.
+// where a probe can prove a holder gone (one NATS server), failover within
+// TTL otherwise (a dead node, a silent partition), and a holder that keeps
+// its lease through a stream-leader election of the embedded servers
+// (RideOut).
+//
+// The TTL is the smallest that rides out the embedded servers' worst
+// election outage (state.EmbeddedRaftTiming: 1.6 s) with room to spare:
+// TTL 2.5 s leaves a runway of 1.94 s after a holder's last renewal could
+// have been made. A holder renewing every TTL/10 loses little of it.
 func DefaultTiming() Timing {
 	return Timing{
-		TTL:           2 * time.Second,
-		RenewInterval: 400 * time.Millisecond,
+		TTL:           2500 * time.Millisecond,
+		RenewInterval: 250 * time.Millisecond,
 		ClockMargin:   100 * time.Millisecond,
 		StopBudget:    150 * time.Millisecond,
 		ProbeInterval: 40 * time.Millisecond,
 	}
 }
 
-// WithDefaults fills zero fields: RenewInterval TTL/5, ClockMargin TTL/20,
-// StopBudget TTL/13 (about 150 ms at the default TTL).
+// WithDefaults fills zero fields: RenewInterval TTL/10, ClockMargin TTL/25,
+// StopBudget TTL*3/50 (100 and 150 ms at the default TTL).
 func (t Timing) WithDefaults() Timing {
 	d := DefaultTiming()
 	if t.TTL == 0 {
 		return d
 	}
 	if t.RenewInterval == 0 {
-		t.RenewInterval = t.TTL / 5
+		t.RenewInterval = t.TTL / 10
 	}
 	if t.ClockMargin == 0 {
-		t.ClockMargin = t.TTL / 20
+		t.ClockMargin = t.TTL / 25
 	}
 	if t.StopBudget == 0 {
-		t.StopBudget = t.TTL * 3 / 40
+		t.StopBudget = t.TTL * 3 / 50
 	}
 	return t
+}
+
+// RetryInterval is how soon a holder retries a renewal that failed.
+func (t Timing) RetryInterval() time.Duration {
+	return max(t.RenewInterval/4, 10*time.Millisecond)
+}
+
+// AttemptTimeout bounds one renewal request. A request sent while the
+// stream has no leader is dropped, not refused, so waiting on it for the
+// whole remaining lease would miss the new leader: we give up on it after
+// this and send another (whose outcome decides; see Candidate.keep).
+func (t Timing) AttemptTimeout() time.Duration {
+	return max(t.RenewInterval, 200*time.Millisecond)
+}
+
+// Runway is how long a healthy holder is sure to keep acting when the
+// leases stream accepts no write: from the moment the stream stops, its
+// last successful renewal was sent at most RenewInterval (plus one attempt)
+// before, and its deadline is TTL - ClockMargin - StopBudget after that
+// send. A stream outage shorter than Runway (a stream-leader election)
+// costs no healthy leader its term: the first renewal after the election
+// lands before the deadline.
+func (t Timing) Runway() time.Duration {
+	return t.TTL - t.ClockMargin - t.StopBudget - t.RenewInterval - t.RetryInterval()
 }
 
 // ErrBadTiming is returned for a timing that cannot keep a lease safe.
@@ -100,11 +132,7 @@ func TakeoverAt(observedAt time.Time, ttl time.Duration) time.Time { return obse
 // lease.
 func (t Timing) NextRenew(lastRenewSent, now time.Time, lastFailed bool) time.Time {
 	if lastFailed {
-		retry := t.RenewInterval / 4
-		if retry < 10*time.Millisecond {
-			retry = 10 * time.Millisecond
-		}
-		return now.Add(retry)
+		return now.Add(t.RetryInterval())
 	}
 	return lastRenewSent.Add(t.RenewInterval)
 }

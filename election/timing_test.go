@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/ozanturksever/go-cluster/state"
 )
 
 func TestLeaseDeadlineStopsBeforeAnyTakeover(t *testing.T) {
@@ -69,5 +71,21 @@ func TestWithDefaultsIsValid(t *testing.T) {
 		if err := tm.Validate(); err != nil {
 			t.Errorf("TTL %v: %v", ttl, err)
 		}
+	}
+}
+
+// The default lease outlives the worst stream-leader election of the
+// embedded servers: a node's death never demotes a healthy leader elsewhere
+// just because that node led the leases stream.
+func TestDefaultsRideOutElection(t *testing.T) {
+	tm := DefaultTiming()
+	outage := state.EmbeddedRaftTiming.WorstElectionOutage()
+	if tm.Runway() <= outage {
+		t.Fatalf("runway %v does not outlive an election outage of %v", tm.Runway(), outage)
+	}
+	// A renewal attempt gives up early enough to be re-sent after the
+	// election, and more than once within the runway.
+	if n := (tm.Runway() - outage) / tm.AttemptTimeout(); n < 1 {
+		t.Fatalf("no renewal attempt fits after an election: slack %v, attempt %v", tm.Runway()-outage, tm.AttemptTimeout())
 	}
 }

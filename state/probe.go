@@ -19,9 +19,17 @@ func ServeProbe(nc *nats.Conn, subject, instance string) (*nats.Subscription, er
 }
 
 // Prober tells early that a node's process is gone, by asking its probe
-// subject. "No responders" or another instance answering (the node was
-// restarted) means gone; a timeout means unknown and we keep asking. One
-// poll loop serves every watcher of the same process.
+// subject. Another instance answering (the node was restarted) means gone;
+// so does "no responders" from a server that is not part of a cluster; a
+// timeout means unknown and we keep asking. One poll loop serves every
+// watcher of the same process.
+//
+// On a NATS cluster "no responders" proves nothing: a server learns of
+// subscriptions on other servers through its routes, and while routes are
+// rebuilt (after a partition heals, measured ~0.6 s) a live holder's probe
+// subscription is invisible elsewhere. A standby that believed it took
+// over from a live leader (two leaders for up to 141 ms). There, a holder
+// that stopped answering is waited out by its lease TTL.
 type Prober struct {
 	nc       *nats.Conn
 	layout   Layout
@@ -75,6 +83,13 @@ func (p *Prober) Gone(node, instance string) (<-chan struct{}, func()) {
 	}
 }
 
+// noRespondersIsProof reports whether our server answers for every
+// subscription there is: it is not part of a cluster (INFO names no
+// cluster), so no route can hide one.
+func (p *Prober) noRespondersIsProof() bool {
+	return p.nc.ConnectedClusterName() == ""
+}
+
 func (p *Prober) poll(ctx context.Context, t probeTarget, gone chan struct{}) {
 	subject := p.layout.NodeProbeSubject(t.node)
 	ticker := time.NewTicker(p.interval)
@@ -87,7 +102,7 @@ func (p *Prober) poll(ctx context.Context, t probeTarget, gone chan struct{}) {
 		case err == nil && string(msg.Data) != t.instance:
 			close(gone)
 			return
-		case errors.Is(err, nats.ErrNoResponders):
+		case errors.Is(err, nats.ErrNoResponders) && p.noRespondersIsProof():
 			// Our own connection must be up for "no responders" to mean
 			// anything; nats.go only returns it on a server's answer.
 			close(gone)

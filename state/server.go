@@ -90,6 +90,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		JetStreamMaxMemory: 256 << 20,
 	}
 	if cfg.ClusterPort != 0 {
+		tuneRaft()
 		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort,
 			Username: cfg.ClusterUser, Password: cfg.ClusterPassword}
 		if opts.Cluster.Name == "" {
