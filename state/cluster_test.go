@@ -21,11 +21,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Three embedded servers with routes to each other form one JetStream
-// cluster that keeps three replicas, as `gcl agent -server -join` does.
-func TestEmbeddedCluster(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// startCluster starts three embedded servers with routes to each other,
+// as `gcl agent -server -join` does; they shut down when the test ends.
+func startCluster(t *testing.T, ctx context.Context) []*Server {
+	t.Helper()
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	servers := make([]*Server, 3)
 	errs := make([]error, 3)
@@ -51,8 +50,17 @@ func TestEmbeddedCluster(t *testing.T) {
 		if err != nil {
 			t.Fatalf("server %d: %v", i+1, err)
 		}
-		defer servers[i].Shutdown()
+		t.Cleanup(servers[i].Shutdown)
 	}
+	return servers
+}
+
+// Three embedded servers with routes to each other form one JetStream
+// cluster that keeps three replicas, as `gcl agent -server -join` does.
+func TestEmbeddedCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	servers := startCluster(t, ctx)
 	nc, js, err := Connect(ctx, ConnectConfig{URL: servers[0].ClientURL()})
 	if err != nil {
 		t.Fatal(err)
@@ -84,5 +92,63 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 	if e, err := kv2.Get(ctx, "k"); err != nil || string(e.Value()) != "v" {
 		t.Fatalf("read through another server: %v", err)
+	}
+}
+
+// On a cluster, "no responders" can come from a route that is being
+// rebuilt while the process behind the subject is alive: it must not count
+// as proof that the process is gone. On a single server it does.
+func TestProberNoRespondersIsProofOnlyOnOneServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	layout := Layout{Platform: "t"}
+
+	single, err := StartServer(ctx, ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(single.Shutdown)
+	nc, _, err := Connect(ctx, ConnectConfig{URL: single.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	gone, stop := NewProber(nc, layout, 10*time.Millisecond).Gone("n1", "i1")
+	defer stop()
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("single server: a process that never answered is not reported gone")
+	}
+
+	servers := startCluster(t, ctx)
+	cnc, _, err := Connect(ctx, ConnectConfig{URL: servers[0].ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cnc.Close()
+	prober := NewProber(cnc, layout, 10*time.Millisecond)
+	gone, stop = prober.Gone("n1", "i1")
+	defer stop()
+	// Another instance answering is proof even on a cluster.
+	other, _, err := Connect(ctx, ConnectConfig{URL: servers[1].ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	restarted, stopRestarted := prober.Gone("n2", "old")
+	defer stopRestarted()
+	if _, err := ServeProbe(other, layout.NodeProbeSubject("n2"), "new"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-restarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("cluster: a node answering with another instance is not reported gone")
+	}
+	select {
+	case <-gone:
+		t.Fatal("cluster: no responders was taken as proof that a process is gone")
+	default:
 	}
 }
