@@ -115,6 +115,11 @@ type Candidate struct {
 	eligible     bool
 	holdOffUntil time.Time
 	released     chan struct{} // closed after a graceful term released the lease
+
+	// unknownSince is the send time of the first lease attempt whose
+	// answer was lost since the lease last changed hands: it may still
+	// land. Owned by the Run goroutine.
+	unknownSince time.Time
 }
 
 // New checks the configuration and returns a Candidate.
@@ -290,7 +295,9 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 			return nil, 0
 		}
 		sent := time.Now()
-		actx, cancel := context.WithTimeout(ctx, c.cfg.Timing.TTL/2)
+		// Bounded like a renewal: a request dropped by a stream without a
+		// leader must not keep us from asking its next leader.
+		actx, cancel := context.WithTimeout(ctx, c.cfg.Timing.AttemptTimeout())
 		defer cancel()
 		var rev uint64
 		var err error
@@ -318,11 +325,16 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 				// the watch will show what happened; try again shortly in
 				// case nothing changes.
 				c.log.Debug("lease attempt failed", "err", err)
+				if c.unknownSince.IsZero() {
+					c.unknownSince = sent
+				}
 				retryForced = force
-				retry.Reset(c.cfg.Timing.RenewInterval)
+				retry.Reset(c.cfg.Timing.RetryInterval())
 			}
 			return nil, 0
 		}
+		// Had an earlier attempt landed, this one would have failed.
+		c.unknownSince = time.Time{}
 		t := &Term{Epoch: rev, done: make(chan struct{}), deadline: c.cfg.Timing.LeaseDeadline(sent)}
 		return t, rev
 	}
@@ -353,6 +365,17 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 						cur.present, cur.rec = true, Record{Holder: "?", TTLms: c.ttl.Milliseconds()}
 					}
 				}
+				if cur.present && cur.rec.Epoch == 0 && !c.unknownSince.IsZero() &&
+					cur.rec.Holder == c.cfg.Node && cur.rec.Instance == c.cfg.Instance {
+					// An attempt of ours whose answer we lost has landed:
+					// the lease is ours. Count its deadline from the first
+					// attempt that may have landed, no later than this one.
+					sent := c.unknownSince
+					c.unknownSince = time.Time{}
+					c.log.Info("a lease attempt whose answer was lost landed; leading", "rev", cur.rev)
+					return &Term{Epoch: cur.rev, done: make(chan struct{}), deadline: c.cfg.Timing.LeaseDeadline(sent)}, cur.rev, nil
+				}
+				c.unknownSince = time.Time{}
 				c.observe(cur)
 				if cur.present {
 					ttl := time.Duration(cur.rec.TTLms) * time.Millisecond
