@@ -505,35 +505,73 @@ func (c *Candidate) lead(ctx context.Context, term *Term, rev uint64, serve func
 	close(released)
 }
 
+// renewal is the answer to one renewal attempt.
+type renewal struct {
+	expect uint64    // the revision the attempt compared against
+	sent   time.Time // when it was sent
+	rev    uint64
+	err    error
+}
+
 // keep renews the lease until stop is closed or the lease is lost, and
 // returns the last revision we wrote (0 if the lease is no longer ours).
 //
-// Each attempt is bounded (Timing.AttemptTimeout), so that a request
-// dropped by a stream without a leader does not keep us from writing to the
-// next leader. Its outcome is then unknown: it may still land. Attempts are
-// compare-and-sets on the same revision, so at most one of them lands; if
-// one did, the next fails its compare-and-set on our own write. Before
-// calling the lease lost we therefore read the record back: when it is
-// ours (this instance, this epoch) the write landed, and we count our
-// deadline from the *first* attempt that may have landed, which is no later
-// than the one that did, so the deadline stays on the safe side.
+// Attempts are pipelined: one goes out every RenewInterval, and while one
+// has gone unanswered for AttemptTimeout (or failed) another goes out,
+// without giving up on the first. A request sent while the stream has no
+// leader is dropped, not refused: waiting on it alone would miss the next
+// leader, and giving up on a request that is merely slow (a busy machine)
+// would throw away a renewal about to land.
+//
+// Attempts are compare-and-sets on the revision we hold, so at most one of
+// them lands; its answer gives the send time our deadline counts from. A
+// failed compare-and-set may be the doing of our own sibling that landed
+// (its answer still on the way, or lost): we read the record back, and
+// when it is ours (this instance, this epoch, a newer revision) we count
+// the deadline from the *first* attempt on our revision, which is no later
+// than the one that landed, so the deadline stays on the safe side.
 func (c *Candidate) keep(term *Term, rev uint64, stop <-chan struct{}) uint64 {
 	tm := c.cfg.Timing
 	lastSent := term.Deadline().Add(-(tm.TTL - tm.ClockMargin - tm.StopBudget))
-	var unknownSince time.Time // first attempt since the last known outcome whose outcome is unknown
-	failed := false
-	timer := time.NewTimer(time.Until(tm.NextRenew(lastSent, time.Now(), false)))
-	defer timer.Stop()
+	value := c.record(term.Epoch)
+	answers := make(chan renewal)
+	ctx, abandon := context.WithCancel(context.Background())
+	var inflight sync.WaitGroup
+	defer func() {
+		abandon()
+		inflight.Wait()
+	}()
+	var firstSent time.Time // first attempt on rev: the earliest that may land
+	send := func() {
+		sent := time.Now()
+		if firstSent.IsZero() {
+			firstSent = sent
+		}
+		expect := rev
+		actx, cancel := context.WithDeadline(ctx, tm.LeaseDeadline(lastSent))
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer cancel()
+			newRev, err := state.PutCAS(actx, c.cfg.JS, c.bucket(), c.cfg.Key, value, expect, c.ttl)
+			select {
+			case answers <- renewal{expect: expect, sent: sent, rev: newRev, err: err}:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	next := time.NewTimer(time.Until(tm.NextRenew(lastSent, time.Now(), false)))
+	defer next.Stop()
 	deadline := time.NewTimer(time.Until(term.Deadline()))
 	defer deadline.Stop()
-	value := c.record(term.Epoch)
 	renewed := func(newRev uint64, sent time.Time) {
-		rev, lastSent, failed, unknownSince = newRev, sent, false, time.Time{}
+		rev, lastSent, firstSent = newRev, sent, time.Time{}
 		d := tm.LeaseDeadline(sent)
 		term.mu.Lock()
 		term.deadline = d
 		term.mu.Unlock()
 		deadline.Reset(time.Until(d))
+		next.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), false)))
 	}
 	for {
 		select {
@@ -542,50 +580,42 @@ func (c *Candidate) keep(term *Term, rev uint64, stop <-chan struct{}) uint64 {
 		case <-deadline.C:
 			term.end(ErrDeadline)
 			return 0
-		case <-timer.C:
-		}
-		sent := time.Now()
-		ctx, cancel := context.WithDeadline(context.Background(), minTime(tm.LeaseDeadline(lastSent), sent.Add(tm.AttemptTimeout())))
-		newRev, err := state.PutCAS(ctx, c.cfg.JS, c.bucket(), c.cfg.Key, value, rev, c.ttl)
-		switch {
-		case err == nil:
-			// Had an earlier attempt landed, this one would have failed
-			// its compare-and-set: this is the write that counts.
-			if c.cfg.OnRenew != nil {
-				c.cfg.OnRenew(time.Since(sent))
+		case <-next.C:
+			send()
+			// Unless it is answered first, another goes out after a while.
+			next.Reset(tm.AttemptTimeout())
+		case a := <-answers:
+			if a.expect != rev {
+				// An attempt on a revision we renewed past: it can only
+				// have failed (one attempt per revision lands).
+				continue
 			}
-			renewed(newRev, sent)
-		case state.IsCASFailure(err):
-			if !unknownSince.IsZero() {
+			switch {
+			case a.err == nil:
+				if c.cfg.OnRenew != nil {
+					c.cfg.OnRenew(time.Since(a.sent))
+				}
+				renewed(a.rev, a.sent)
+			case state.IsCASFailure(a.err):
 				landed, verdict := c.ownWrite(ctx, term.Epoch, rev)
 				switch verdict {
 				case writeOurs:
-					c.log.Info("an earlier lease renewal landed late; continuing from it", "rev", landed)
-					renewed(landed, unknownSince)
-					cancel()
-					timer.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), false)))
-					continue
+					c.log.Info("a lease renewal landed before its answer; continuing from it", "rev", landed)
+					renewed(landed, firstSent)
 				case writeUnknown:
-					// Cannot tell yet; the deadline still bounds us.
-					failed = true
-					cancel()
-					timer.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), true)))
-					continue
+					// Cannot tell yet; a later attempt will, and the
+					// deadline bounds us meanwhile.
+					next.Reset(tm.RetryInterval())
+				case writeTheirs:
+					term.end(ErrLeaseLost)
+					return 0
 				}
+			default:
+				// A failed renewal is unknown, not lost: retry until the deadline.
+				c.log.Warn("lease renewal failed; retrying", "err", a.err, "deadline_in", time.Until(tm.LeaseDeadline(lastSent)).Round(time.Millisecond))
+				next.Reset(tm.RetryInterval())
 			}
-			cancel()
-			term.end(ErrLeaseLost)
-			return 0
-		default:
-			// A renewal that timed out is unknown, not lost: retry until the deadline.
-			if unknownSince.IsZero() {
-				unknownSince = sent
-			}
-			failed = true
-			c.log.Warn("lease renewal failed; retrying", "err", err, "deadline_in", time.Until(tm.LeaseDeadline(lastSent)).Round(time.Millisecond))
 		}
-		cancel()
-		timer.Reset(time.Until(tm.NextRenew(lastSent, time.Now(), failed)))
 	}
 }
 
@@ -622,11 +652,4 @@ func (c *Candidate) ownWrite(ctx context.Context, epoch, after uint64) (uint64, 
 		return 0, writeUnknown
 	}
 	return 0, writeTheirs
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

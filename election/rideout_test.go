@@ -2,7 +2,6 @@ package election
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -10,10 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ozanturksever/go-cluster/internal/natstest"
+	"github.com/ozanturksever/go-cluster/state"
 )
 
-// A NATS cluster of three server processes; the leases stream is led by
-// the third, to which neither candidate is connected. SIGKILL of that
+// A NATS cluster of three server processes; the candidates are connected
+// to the two that do not lead the leases stream. SIGKILL of that
 // server leaves the stream without a leader until the other two elect one.
 // The holder must keep its term through that election (no collateral
 // outage), and the standby must not take over.
@@ -21,19 +21,38 @@ func TestLeaseRidesOutStreamLeaderCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	servers := natstest.StartProcCluster(t, 3)
-	holderURL, standbyURL, victim := servers[0].URL, servers[1].URL, servers[2]
+	// The bucket first, to learn which server leads its stream: that one
+	// is the victim, and the candidates connect to the other two.
+	nc, err := nats.Connect(servers[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := state.EnsureLeaseKV(ctx, js, "leases", 3); err != nil {
+		t.Fatal(err)
+	}
+	leader := streamLeader(t, ctx, js, "KV_leases")
+	var victim *natstest.ServerProc
+	var others []string
+	for _, s := range servers {
+		if s.Name == leader {
+			victim = s
+		} else {
+			others = append(others, s.URL)
+		}
+	}
+	if victim == nil {
+		t.Fatalf("stream leader %q is none of our servers", leader)
+	}
 
 	tm := DefaultTiming()
 	tm.ProbeInterval = 0
 	rec := newRecorder()
-	// The holder starts alone, so that it is the one on s1.
-	nodes := startCandidatesAt(t, ctx, map[string]string{"a": holderURL}, 3, tm, false, rec, "a")
+	// The holder starts alone, so that it is the one we chose.
+	nodes := startCandidatesAt(t, ctx, map[string]string{"a": others[0]}, 3, tm, false, rec, "a")
 	rec.waitFor(t, func() bool { return rec.leader() == "a" }, 30*time.Second, "a to lead")
-	startCandidatesAt(t, ctx, map[string]string{"b": standbyURL}, 3, tm, false, rec, "b")
-
-	nc := nodes["a"].nc
-	js, _ := jetstream.New(nc)
-	moveStreamLeader(t, ctx, nc, js, "KV_leases", victim.Name)
+	startCandidatesAt(t, ctx, map[string]string{"b": others[1]}, 3, tm, false, rec, "b")
 
 	term := nodes["a"].c.Term()
 	if term == nil {
@@ -64,23 +83,18 @@ func TestLeaseRidesOutStreamLeaderCrash(t *testing.T) {
 	t.Logf("holder renewed on the new stream leader %v after the kill (runway %v)", renewedAfter.Round(time.Millisecond), tm.Runway())
 }
 
-// moveStreamLeader asks the stream's leader to step down until the wanted
-// server leads it (nats-server 2.11+ takes a preferred placement).
-func moveStreamLeader(t *testing.T, ctx context.Context, nc *nats.Conn, js jetstream.JetStream, stream, want string) {
+// streamLeader waits until the stream has a leader and names it.
+func streamLeader(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string) string {
 	t.Helper()
-	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": want}})
 	for {
 		s, err := js.Stream(ctx, stream)
-		if err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader == want {
-			return
-		}
 		if err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader != "" {
-			_, _ = nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, req)
+			return s.CachedInfo().Cluster.Leader
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("stream %s not led by %s: %v", stream, want, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			t.Fatalf("stream %s has no leader: %v", stream, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -74,10 +74,11 @@ func (t Timing) RetryInterval() time.Duration {
 	return max(t.RenewInterval/4, 10*time.Millisecond)
 }
 
-// AttemptTimeout bounds one renewal request. A request sent while the
-// stream has no leader is dropped, not refused, so waiting on it for the
-// whole remaining lease would miss the new leader: we give up on it after
-// this and send another (whose outcome decides; see Candidate.keep).
+// AttemptTimeout is how long a holder waits on an unanswered renewal
+// before it sends another beside it. A request sent while the stream has
+// no leader is dropped, not refused, so the holder must keep asking to
+// reach the next leader in time (see Candidate.keep). A candidate's
+// takeover attempts are bounded by it too.
 func (t Timing) AttemptTimeout() time.Duration {
 	return max(t.RenewInterval, 200*time.Millisecond)
 }
