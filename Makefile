@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: build test bench lint run quickstart
+.PHONY: build test bench lint run quickstart stress
 
 build:
 	$(GO) build ./...
@@ -47,3 +47,12 @@ run:
 
 quickstart:
 	$(GO) run ./examples/quickstart
+
+# The suite as users' machines and CI runners see it: make test beside two
+# busy loops that keep both cores saturated, STRESS_RUNS times in a row
+# (stops at the first failure).
+STRESS_RUNS ?= 10
+stress:
+	@sh -c 'while :; do :; done' & b1=$$!; sh -c 'while :; do :; done' & b2=$$!; \
+	  trap "kill $$b1 $$b2 2>/dev/null" EXIT; \
+	  for i in $$(seq $(STRESS_RUNS)); do echo "== stress run $$i of $(STRESS_RUNS)"; $(MAKE) --no-print-directory test || exit 1; done
