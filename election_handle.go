@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Election is an app's view of leadership on this node.
@@ -48,6 +49,25 @@ func (e *Election) Epoch() uint64 {
 		return t.Epoch
 	}
 	return 0
+}
+
+// StopBy is when this node's current term must have stopped completely
+// unless its lease is renewed again (the zero time when not leading): the
+// lease deadline, at which the leader starts stopping, plus the stop
+// budget it has to finish. A successor may act only after it (by the clock
+// margin). It moves forward with every renewal and stays put once
+// renewals stop. It is on the local monotonic clock, as the lease's own
+// deadline. A guard that kills what is still running at StopBy keeps the
+// one-leader rule even for a leader that cannot run (frozen, starved).
+func (e *Election) StopBy() time.Time {
+	r := e.leaseRunner()
+	if r == nil {
+		return time.Time{}
+	}
+	if _, t := r.current(); t != nil {
+		return t.Deadline().Add(r.p.cfg.timing.StopBudget)
+	}
+	return time.Time{}
 }
 
 // StepDown hands leadership over: this instance stops acting, releases the

@@ -226,6 +226,20 @@ func (in *instance) start(ctx context.Context) error {
 		// another user may not be allowed to enter.
 		dir = "/"
 	}
+	// A singleton's process runs only while this node's lease holds: its
+	// supervisor's guard SIGKILLs it at the term's stop-by time (the lease
+	// deadline plus the stop budget, still before any successor may act)
+	// unless holdLease moves it on, so that it stops in time even if this
+	// agent is frozen or starved and cannot stop it. The agent itself
+	// stops it gracefully from the lease deadline on, first. Pool and ring
+	// instances hold no lease and get no deadline.
+	var deadline time.Time
+	leased := spec.Mode == jobspec.ModeSingleton
+	if leased {
+		if deadline = in.app.Election().StopBy(); deadline.IsZero() {
+			return errors.New("activated without a lease term to bound the process by")
+		}
+	}
 	sup, err := exec.New(exec.Config{
 		Name: spec.Name, Command: e.Command, Args: e.Args, Env: env, Dir: dir, User: e.User,
 		KillSignal: e.KillSignal, KillTimeout: e.KillTimeout,
@@ -234,6 +248,7 @@ func (in *instance) start(ctx context.Context) error {
 			Delay: spec.Restart.Delay, Mode: string(spec.Restart.Mode),
 		},
 		LogDir: in.logs, Logger: in.log,
+		Deadline: deadline,
 	})
 	if err != nil {
 		in.set(StateFailed, err.Error())
@@ -242,8 +257,17 @@ func (in *instance) start(ctx context.Context) error {
 	in.mu.Lock()
 	in.sup, in.active = sup, true
 	in.mu.Unlock()
+	if leased {
+		// From before Start: the term may be renewed while it starts.
+		go in.holdLease(sup, deadline)
+	}
 	if err := sup.Start(ctx); err != nil {
-		in.set(StateFailed, sup.Status().Reason)
+		if !errors.Is(err, exec.ErrDeadlinePassed) {
+			in.set(StateFailed, sup.Status().Reason)
+		}
+		// A term that ran out during activation is not the process's
+		// failure: activation fails, OnStop follows, and this node stays a
+		// standby.
 		return err
 	}
 	in.set(StateRunning, "")
@@ -256,6 +280,35 @@ func (in *instance) start(ctx context.Context) error {
 		go runChecks(cctx, checked, in.checked)
 	}
 	return nil
+}
+
+// leaseHoldPoll is how often holdLease looks at the term's deadline. The
+// lease is renewed every TTL/10 (250 ms by default), so 50 ms passes each
+// renewal on before the next one.
+const leaseHoldPoll = 50 * time.Millisecond
+
+// holdLease passes the current term's stop-by time to a singleton's supervisor
+// each time it moves, until the supervisor is done. Polling is safe: a poll
+// that lags (or a renewal it has not seen yet) only leaves the guard an
+// older, earlier deadline, so the process may be stopped early, never
+// late. It goes on after the term ended and while the process is being
+// stopped: a graceful step-down keeps renewing until the stop is over, and
+// a lost term's deadline stays where it was. A zero deadline (the term is
+// gone) never lifts the bound: the last one stays.
+func (in *instance) holdLease(sup *exec.Supervisor, last time.Time) {
+	t := time.NewTicker(leaseHoldPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-sup.Done():
+			return
+		case <-t.C:
+		}
+		if d := in.app.Election().StopBy(); !d.IsZero() && !d.Equal(last) {
+			sup.HoldUntil(d)
+			last = d
+		}
+	}
 }
 
 // checked records the verdict of the instance's service checks.

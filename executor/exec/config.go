@@ -67,6 +67,10 @@ type Config struct {
 	MaxLogFiles int
 	// Logger receives the supervisor's own log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// Deadline, when set, is the first deadline of Supervisor.HoldUntil:
+	// the process is not started after it, and is SIGKILLed at it unless
+	// HoldUntil moves it later. For a lease holder, the lease's deadline.
+	Deadline time.Time
 }
 
 // RestartPolicy decides what happens when the process exits without Stop

@@ -3,6 +3,7 @@
 package exec
 
 import (
+	"errors"
 	"syscall"
 	"time"
 )
@@ -16,6 +17,12 @@ func (s *Supervisor) supervise(p *proc) {
 
 	r := &restarter{policy: s.cfg.Restart}
 	var reason string
+	// byDeadline: the last run was ended, or the last start refused, by the
+	// hold deadline. That is not the process's failure (the agent did not
+	// renew in time), so the restart policy is not asked and its budget not
+	// spent; the next start waits for a deadline in the future instead. A
+	// frozen agent that thaws must not find its instance failed for good.
+	var byDeadline bool
 	for {
 		var ran time.Duration
 		if p != nil {
@@ -27,29 +34,46 @@ func (s *Supervisor) supervise(p *proc) {
 			ran = p.endedAt.Sub(p.started)
 			s.mu.Lock()
 			s.status.ExitCode = code
+			s.cur = nil
 			s.mu.Unlock()
 			if stopped {
 				s.finish(StateStopped, "stopped: "+desc)
-				s.log.Info("process stopped", "pid", p.pid, "reason", desc)
+				s.log.Info("process stopped", "pid", p.appPID, "reason", desc)
 				return
 			}
 			reason = desc
-			s.log.Warn("process exited unexpectedly", "pid", p.pid, "reason", desc, "ran", ran.Round(time.Millisecond))
+			byDeadline = p.deadlineKilled()
+			if byDeadline {
+				s.log.Error("process group killed by its guard: the deadline passed without being renewed", "pid", p.appPID, "ran", ran.Round(time.Millisecond))
+			} else {
+				s.log.Warn("process exited unexpectedly", "pid", p.appPID, "reason", desc, "ran", ran.Round(time.Millisecond))
+			}
 		}
 
-		wait, ok, why := r.next(time.Now(), ran)
-		if !ok {
-			s.finish(StateFailed, reason+"; "+why)
-			s.log.Error("process failed", "reason", reason, "policy", why)
-			return
+		if !byDeadline {
+			wait, ok, why := r.next(time.Now(), ran)
+			if !ok {
+				s.finish(StateFailed, reason+"; "+why)
+				s.log.Error("process failed", "reason", reason, "policy", why)
+				return
+			}
+			s.mu.Lock()
+			s.setStateLocked(StateRestarting, reason)
+			s.mu.Unlock()
+			s.log.Info("restarting process", "in", wait.Round(time.Millisecond), "reason", reason)
+			if !s.sleep(wait) {
+				s.finish(StateStopped, "stopped while waiting to restart; last: "+reason)
+				s.log.Info("stopped while waiting to restart")
+				return
+			}
+		} else {
+			s.mu.Lock()
+			s.setStateLocked(StateRestarting, reason)
+			s.mu.Unlock()
 		}
-		s.mu.Lock()
-		s.setStateLocked(StateRestarting, reason)
-		s.mu.Unlock()
-		s.log.Info("restarting process", "in", wait.Round(time.Millisecond), "reason", reason)
-		if !s.sleep(wait) {
+		if !s.awaitHold(reason) {
 			s.finish(StateStopped, "stopped while waiting to restart; last: "+reason)
-			s.log.Info("stopped while waiting to restart")
+			s.log.Info("stopped while waiting for a deadline in the future")
 			return
 		}
 
@@ -60,15 +84,45 @@ func (s *Supervisor) supervise(p *proc) {
 		var err error
 		if p, err = s.spawn(); err != nil {
 			// Treated like an exit: the policy decides whether to try again
-			// (the binary may be back after a deploy finishes).
+			// (the binary may be back after a deploy finishes). A deadline
+			// that passed meanwhile waits for a new one instead.
 			reason = "start: " + err.Error()
+			byDeadline = errors.Is(err, ErrDeadlinePassed)
 			s.log.Error("process failed to restart", "err", err)
 			continue
 		}
+		byDeadline = false
 		s.mu.Lock()
-		s.status.PID = p.pid
+		s.status.PID = p.appPID
 		s.setStateLocked(StateRunning, "")
 		s.mu.Unlock()
+	}
+}
+
+// awaitHold returns true at once unless the hold deadline has passed; then
+// it waits, in state Restarting, until HoldUntil sets a deadline in the
+// future (true) or Stop is called (false). A run is never started past its
+// deadline: the lease it stood for is gone.
+func (s *Supervisor) awaitHold(reason string) bool {
+	waiting := false
+	for {
+		if _, passed := s.holdPassed(); !passed {
+			return true
+		}
+		if !waiting {
+			waiting = true
+			if reason != deadlineReason {
+				s.mu.Lock()
+				s.setStateLocked(StateRestarting, reason+"; not restarting: lease deadline passed")
+				s.mu.Unlock()
+			}
+			s.log.Warn("not restarting the process: its deadline has passed; waiting for a new one", "reason", reason)
+		}
+		select {
+		case <-s.stopCh:
+			return false
+		case <-s.holdSet:
+		}
 	}
 }
 
@@ -95,7 +149,7 @@ func (s *Supervisor) wait(p *proc) (stopped bool) {
 	case <-s.stopCh:
 	}
 
-	s.log.Info("stopping process", "pid", p.pid, "signal", signalName(s.sig), "timeout", s.cfg.KillTimeout)
+	s.log.Info("stopping process", "pid", p.appPID, "signal", signalName(s.sig), "timeout", s.cfg.KillTimeout)
 	if err := p.signalGroup(s.sig); err != nil {
 		s.log.Warn("signalling process group", "err", err)
 	}
@@ -105,9 +159,9 @@ func (s *Supervisor) wait(p *proc) (stopped bool) {
 	case <-p.exited:
 		return true
 	case <-t.C:
-		s.log.Warn("process did not exit in time; killing its group", "pid", p.pid, "timeout", s.cfg.KillTimeout)
+		s.log.Warn("process did not exit in time; killing its group", "pid", p.appPID, "timeout", s.cfg.KillTimeout)
 	case <-s.killNow:
-		s.log.Warn("stop deadline reached; killing the process group", "pid", p.pid)
+		s.log.Warn("stop deadline reached; killing the process group", "pid", p.appPID)
 	}
 	if err := p.signalGroup(syscall.SIGKILL); err != nil {
 		s.log.Error("killing process group", "err", err)

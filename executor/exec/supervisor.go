@@ -4,6 +4,7 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,11 +31,23 @@ type Supervisor struct {
 	// when it ends (or by Start when the first start fails).
 	stdout, stderr *logFile
 
+	// holdMu serialises HoldUntil with itself and with starting a run, so
+	// that the guard of a new run gets the latest deadline and no older
+	// deadline can overtake a newer one on its way to a guard.
+	holdMu  sync.Mutex
+	holdSet chan struct{} // signalled (never closed) by HoldUntil
+
 	mu       sync.Mutex
 	status   Status
-	started  bool // Start was called, or Stop before Start (which forbids it)
-	stopping bool // stopCh is closed
+	started  bool      // Start was called, or Stop before Start (which forbids it)
+	stopping bool      // stopCh is closed
+	hold     time.Time // see HoldUntil; zero: none
+	cur      *proc     // the current run, while it runs
 }
+
+// ErrDeadlinePassed: the deadline set by HoldUntil (or Config.Deadline)
+// has passed, so the process was not started.
+var ErrDeadlinePassed = errors.New("exec: lease deadline passed")
 
 // New validates cfg and returns a Supervisor that has not started yet. It
 // checks the user exists, but not the command: that is looked up by Start.
@@ -55,6 +68,8 @@ func New(cfg Config) (*Supervisor, error) {
 		done:    make(chan struct{}),
 		stopCh:  make(chan struct{}),
 		killNow: make(chan struct{}),
+		holdSet: make(chan struct{}, 1),
+		hold:    cfg.Deadline,
 	}
 	s.status = Status{State: StateNew, Since: time.Now()}
 	return s, nil
@@ -115,11 +130,50 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		return fail(err)
 	}
 	s.mu.Lock()
-	s.status.PID = p.pid
+	s.status.PID = p.appPID
 	s.setStateLocked(StateRunning, "")
 	s.mu.Unlock()
 	go s.supervise(p)
 	return nil
+}
+
+// HoldUntil bounds the process by deadline: its guard SIGKILLs the whole
+// process group when deadline passes, unless HoldUntil moved it later
+// first. The guard is a separate process that needs nothing from this one
+// to do so: the process stops by its deadline even when the agent is
+// frozen or starved and cannot stop it. The zero time removes the bound
+// (the default, for instances that hold no lease).
+//
+// The deadline applies to the current run and to every later one: a
+// restart gets the latest deadline, and no run is started once it has
+// passed (the supervisor waits, in state Restarting, for a deadline in the
+// future or for Stop; a first Start fails with ErrDeadlinePassed). A run
+// the guard killed at its deadline is not the process's failure, so it
+// does not count against the restart policy. HoldUntil may be called
+// before Start, at any time, and from any goroutine.
+func (s *Supervisor) HoldUntil(deadline time.Time) {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	s.mu.Lock()
+	s.hold = deadline
+	p := s.cur
+	s.mu.Unlock()
+	select {
+	case s.holdSet <- struct{}{}:
+	default:
+	}
+	if p != nil {
+		if err := p.hold(deadline); err != nil {
+			s.log.Error("exec guard did not take the new deadline; it keeps the previous one", "err", err)
+		}
+	}
+}
+
+// holdPassed reports the hold deadline if it has passed.
+func (s *Supervisor) holdPassed() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hold, !s.hold.IsZero() && !time.Now().Before(s.hold)
 }
 
 // Stop ends the process: KillSignal to its process group, then, after
@@ -189,8 +243,16 @@ func (s *Supervisor) closeLogs() {
 	}
 }
 
-// spawn starts one run of the command, looked up in the child's PATH.
+// spawn starts one run of the command, looked up in the child's PATH,
+// under a guard holding the latest deadline. It refuses once the deadline
+// has passed: the lease is gone, and another node may run the app already.
 func (s *Supervisor) spawn() (*proc, error) {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	hold, passed := s.holdPassed()
+	if passed {
+		return nil, fmt.Errorf("%w %s ago", ErrDeadlinePassed, time.Since(hold).Round(time.Millisecond))
+	}
 	env, pathEnv := childEnv(s.cfg.Env, s.cred)
 	path, err := lookPath(s.cfg.Command, pathEnv)
 	if err != nil {
@@ -205,6 +267,8 @@ func (s *Supervisor) spawn() (*proc, error) {
 		sysCred = s.cred.sys
 	}
 	p, err := spawn(spawnSpec{
+		name:   s.cfg.Name,
+		hold:   hold,
 		path:   path,
 		args:   append([]string{s.cfg.Command}, s.cfg.Args...),
 		env:    env,
@@ -217,9 +281,15 @@ func (s *Supervisor) spawn() (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	attrs := []any{"pid", p.pid, "command", path, "args", s.cfg.Args, "dir", dir, "env_keys", envKeys(s.cfg.Env)}
+	s.mu.Lock()
+	s.cur = p
+	s.mu.Unlock()
+	attrs := []any{"pid", p.appPID, "guard_pid", p.pid, "command", path, "args", s.cfg.Args, "dir", dir, "env_keys", envKeys(s.cfg.Env)}
 	if s.cred != nil {
 		attrs = append(attrs, "user", s.cred.name)
+	}
+	if !hold.IsZero() {
+		attrs = append(attrs, "deadline_in", time.Until(hold).Round(time.Millisecond))
 	}
 	s.log.Info("process started", attrs...)
 	return p, nil
