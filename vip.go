@@ -15,12 +15,21 @@ import (
 )
 
 // This file moves an app's virtual IP with its leadership: the "vip" step
-// of becoming active (lifecycle.go). The address carries a finite valid
-// lifetime that every lease renewal extends, so an address left behind by
-// a process that died (SIGKILL, power loss of the agent only) expires on
-// its own within vipLifetime; and every address this node added is written
-// to a record file, so that the next process on the node removes what its
-// predecessor left before it campaigns (removeRecordedVIPs).
+// of becoming active (lifecycle.go). Three things bound the address to the
+// lease when this process cannot remove it itself:
+//
+//   - a guard process (vip.VIP.HoldUntil) holds the lease term's deadline
+//     and removes the address at that deadline unless a renewal moved it,
+//     without needing this process to run: a frozen agent (SIGSTOP, a
+//     starved machine) loses its VIP when its lease ends, as a partitioned
+//     one does. When this process dies the guard removes the address at
+//     once;
+//   - the address carries a finite valid lifetime that every lease renewal
+//     extends, a coarser backstop (whole seconds) for when the guard is
+//     gone too;
+//   - every address this node added is written to a record file, so that
+//     the next process on the node removes what its predecessor left
+//     before it campaigns (removeRecordedVIPs).
 
 // Event kinds of node resources.
 const (
@@ -90,10 +99,22 @@ func (p *Platform) newAppVIP(a *Application) (*appVIP, error) {
 // up adds the address, announces it, records it and starts renewing it
 // with the lease.
 func (v *appVIP) up(ctx context.Context, epoch uint64) error {
+	deadline := v.termDeadline()
+	if deadline.IsZero() {
+		return fmt.Errorf("app %s: VIP %s: no lease term to bound the address by", v.a.name, v.vip.Address())
+	}
 	// Recorded first: a crash between adding and recording must not leave
 	// an address the next process does not know about.
 	if err := v.p.vipRecords.add(v.a.name, v.vip.Address(), v.vip.Interface()); err != nil {
 		return err
+	}
+	// The guard before the address, so that there is no moment in which
+	// the address is on the link and nothing but this process would take
+	// it away. A guard that cannot start fails the activation: without it
+	// a frozen agent would keep the VIP past its lease.
+	if err := v.vip.HoldUntil(deadline); err != nil {
+		v.p.emit(Event{App: v.a.name, Kind: EventVIPAddFailed, Version: epoch, Message: v.vip.Address(), Error: err.Error()})
+		return fmt.Errorf("app %s: VIP %s: %w", v.a.name, v.vip.Address(), err)
 	}
 	if err := v.vip.Add(ctx); err != nil {
 		v.p.emit(Event{App: v.a.name, Kind: EventVIPAddFailed, Version: epoch, Message: v.vip.Address(), Error: err.Error()})
@@ -102,9 +123,47 @@ func (v *appVIP) up(ctx context.Context, epoch uint64) error {
 	v.p.emit(Event{App: v.a.name, Kind: EventVIPAdded, Version: epoch, Message: v.vip.Address() + " on " + v.vip.Interface()})
 	v.mu.Lock()
 	v.renew, v.done = make(chan struct{}, 1), make(chan struct{})
-	go v.renewLoop(v.renew, v.done, epoch, reannounceAfter(v.p.cfg.timing.TTL))
+	go v.renewLoop(v.renew, v.done, epoch, reannounceAfter(v.p.cfg.timing.TTL), deadline)
 	v.mu.Unlock()
 	return nil
+}
+
+// termDeadline is when this node's current term of the app's lease must
+// have stopped (Election.StopBy: the lease deadline plus the stop budget,
+// still before any successor may act), the zero time without a term.
+func (v *appVIP) termDeadline() time.Time { return v.a.election.StopBy() }
+
+// inTerm reports whether the term's deadline is still ahead. Past it the
+// address must not come back, whatever a late renewal signal or timer
+// says: a thawed agent runs those before its term is wound down.
+func (v *appVIP) inTerm() bool { return time.Now().Before(v.termDeadline()) }
+
+// holdPoll is how often the renewal loop looks at the term's deadline for
+// the guard. The lease calls renewed before it moves the term's deadline,
+// and a renewal whose answer was lost moves it without calling renewed at
+// all, so the loop follows the deadline itself; a look that comes late
+// only leaves the guard an earlier deadline. At the default timing it is
+// 50 ms, a fifth of the renew interval, against a deadline about two
+// seconds ahead of each renewal.
+func (v *appVIP) holdPoll() time.Duration {
+	return min(max(v.p.cfg.timing.RenewInterval/5, 5*time.Millisecond), 50*time.Millisecond)
+}
+
+// hold passes the term's deadline to the guard when it moved past held,
+// and returns the deadline the guard now has.
+func (v *appVIP) hold(held time.Time) time.Time {
+	d := v.termDeadline()
+	if !d.After(held) {
+		return held // no newer deadline, or no term any more: the last one stays
+	}
+	if err := v.vip.HoldUntil(d); err != nil {
+		// The guard keeps its earlier deadline (or, if it could not be
+		// started again, the kernel lifetime is left); retried with the
+		// next look.
+		v.p.log.Warn("VIP guard did not take the new deadline", "app", v.a.name, "vip", v.vip.Address(), "err", err)
+		return held
+	}
+	return d
 }
 
 // renewed is called by the lease after each successful renewal; it must
@@ -121,13 +180,25 @@ func (v *appVIP) renewed() {
 	}
 }
 
-func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch uint64, reannounce time.Duration) {
+// renewLoop keeps the address for the term: it moves the guard's deadline
+// with the term's, extends the kernel lifetime with each renewal, and
+// announces again once. It runs beside the lease's renewal loop, so that
+// nothing here (netlink, a guard to restart) can delay a renewal.
+func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch uint64, reannounce time.Duration, held time.Time) {
 	defer close(done)
 	again := time.NewTimer(reannounce)
 	defer again.Stop()
+	poll := time.NewTicker(v.holdPoll())
+	defer poll.Stop()
 	for {
 		select {
+		case <-poll.C:
+			held = v.hold(held)
+			continue
 		case <-again.C:
+			if !v.inTerm() {
+				continue
+			}
 			// Add re-sets the address and runs the announcement burst again
 			// (see vipLifetime for why).
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -141,12 +212,15 @@ func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch ui
 				return
 			}
 		}
+		held = v.hold(held)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := v.vip.Renew(ctx)
-		if errors.Is(err, vip.ErrNotOwned) {
-			// Someone removed the address (an operator, or it expired
-			// because renewals stalled) while we still lead: put it back
-			// and announce it again, since clients may have moved on.
+		if errors.Is(err, vip.ErrNotOwned) && v.inTerm() {
+			// Someone removed the address (an operator; or the guard, at
+			// a deadline a late renewal then moved on) while we still
+			// lead: put it back and announce it again, since clients may
+			// have moved on. A guard that acted has exited; hold has
+			// started another for the current deadline.
 			v.p.log.Warn("VIP vanished while active; adding it again", "app", v.a.name, "vip", v.vip.Address())
 			err = v.vip.Add(ctx)
 			v.p.emit(Event{App: v.a.name, Kind: EventVIPReclaimed, Version: epoch, Message: v.vip.Address(), Error: errString(err)})
@@ -158,8 +232,12 @@ func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch ui
 	}
 }
 
-// down stops renewing and removes the address. The record goes only once
-// the address is gone, so a failed removal is retried by the next process.
+// down stops renewing and removes the address; Remove disarms the guard
+// once the address is gone, and the guard has exited when it returns, so
+// it cannot touch the address of a later term. When the removal fails the
+// guard stays armed and removes the address at the last deadline. The
+// record goes only once the address is gone, so a failed removal is
+// retried by the next process.
 func (v *appVIP) down(ctx context.Context) error {
 	v.mu.Lock()
 	renew, done := v.renew, v.done

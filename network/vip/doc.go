@@ -11,4 +11,12 @@
 // failover two nodes would answer for it. With Config.ValidLifetime set the
 // kernel expires the address by itself unless the leader keeps calling
 // Renew, which it does with each lease renewal.
+//
+// The lifetime alone is coarse (whole seconds, expired up to a second
+// late) and needs the leader to be dead, not merely frozen: a leader
+// stopped by SIGSTOP or starved of CPU keeps an address with time left on
+// it while a standby takes over. HoldUntil therefore hands the lease
+// deadline to a guard, a small process re-executed from the same binary,
+// which removes the address at that deadline (or at once when the holder
+// dies) without the holder's help; see guard.go.
 package vip

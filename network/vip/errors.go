@@ -24,4 +24,8 @@ var (
 
 	// ErrInvalidConfig is returned by New for an unusable Config.
 	ErrInvalidConfig = errors.New("vip: invalid config")
+
+	// ErrGuard is returned by HoldUntil when the guard process that
+	// enforces the deadline cannot be started.
+	ErrGuard = errors.New("vip: guard failed")
 )

@@ -24,6 +24,12 @@ type VIP struct {
 	h      *netlink.Handle
 	burst  *burst // running announcement burst, nil if none
 	closed bool
+
+	// The guard (HoldUntil) has its own lock, so that feeding it never
+	// waits on a netlink call or an announcement. Lock order: mu, then gmu.
+	gmu     sync.Mutex
+	g       *guard // running guard, nil if none
+	gclosed bool
 }
 
 // New validates cfg and resolves the interface. It returns ErrNoInterface
@@ -65,10 +71,15 @@ func (v *VIP) Address() string { return v.cfg.Address.String() }
 // Close stops a running announcement burst and releases the netlink handle.
 // It leaves the address in place: whether to remove the VIP on shutdown is
 // the caller's decision (Remove), and with a lifetime it expires anyway.
+// The exception is an address under a guard that was not disarmed
+// (HoldUntil without Remove or Disarm): nobody can feed that guard any
+// more, so it removes the address at once, as it would had this process
+// died.
 func (v *VIP) Close() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.stopBurstLocked()
+	v.closeGuard()
 	if !v.closed {
 		v.closed = true
 		v.h.Close()
@@ -190,8 +201,11 @@ func (v *VIP) Renew(ctx context.Context) error {
 	return nil
 }
 
-// Remove deletes the address from the link and stops a running burst. It is
-// idempotent: an address that is already gone is not an error.
+// Remove deletes the address from the link, stops a running burst and,
+// once the address is gone, disarms the guard (see Disarm). It is
+// idempotent: an address that is already gone is not an error. When the
+// removal fails the guard stays armed and removes the address at its
+// deadline.
 func (v *VIP) Remove(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -203,7 +217,7 @@ func (v *VIP) Remove(ctx context.Context) error {
 	if errors.Is(err, ErrNoInterface) {
 		// The link is gone and took its addresses with it: nothing to remove.
 		v.cfg.Logger.DebugContext(ctx, "vip interface gone; nothing to remove")
-		return nil
+		return v.Disarm()
 	}
 	if err != nil {
 		return err
@@ -213,7 +227,9 @@ func (v *VIP) Remove(ctx context.Context) error {
 		return fmt.Errorf("vip: remove %s from %s: %w", v.cfg.Address, v.iface, err)
 	}
 	v.cfg.Logger.DebugContext(ctx, "vip removed")
-	return nil
+	// Only now: the guard must keep its deadline while the address may
+	// still be there.
+	return v.Disarm()
 }
 
 func (v *VIP) stopBurstLocked() {
