@@ -2,37 +2,20 @@ package agenttest
 
 import (
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
+	"github.com/ozanturksever/go-cluster/internal/natstest"
+)
 
 // Three `gcl agent -server` processes form their own NATS cluster (no
 // separate NATS): a job runs, and SIGKILL of one agent, which also kills
 // one of the three NATS servers, still fails its singleton over.
 func TestEmbeddedClusterAgents(t *testing.T) {
-	ports := freePorts(t, 6) // client and route port per agent
+	ports := natstest.FreePorts(t, 6) // client and route port per agent
 	c := &testCluster{t: t, dir: t.TempDir(), agents: map[string]*agentProc{},
 		timing: []string{"-lease-ttl", "1s", "-presence-ttl", "3s"}}
 	t.Cleanup(c.stopAll)

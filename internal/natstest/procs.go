@@ -74,7 +74,7 @@ func StartProcCluster(t testing.TB, n int) []*ServerProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, n)
+	ports := FreePorts(t, n)
 	procs := make([]*ServerProc, n)
 	ready := make(chan error, n)
 	for i := range n {
@@ -137,7 +137,8 @@ func StartProcCluster(t testing.TB, n int) []*ServerProc {
 	return procs
 }
 
-func freePorts(t testing.TB, n int) []int {
+// FreePorts returns n TCP ports on 127.0.0.1 that were free a moment ago.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var ls []net.Listener
