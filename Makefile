@@ -29,6 +29,15 @@ bench:
 	$(GO) test -run '^$$' -bench Promote -benchtime 5x ./replication
 	$(GO) test -run '^$$' -bench . ./replication/capture ./replication/apply ./replication/walfile
 
+# The chaos lab's benchmark (issue 13): three `gcl agent -server` nodes in
+# network namespaces, default timings, every fault CHAOS_TRIALS times (20 by
+# default; CHAOS_FAULTS=node-kill,link-down,... for some), then the table.
+# Needs root, iproute2 and cgroup v2; about 35 s a trial.
+.PHONY: chaos
+CHAOS_TRIALS ?= 20
+chaos:
+	CHAOS_TRIALS=$(CHAOS_TRIALS) $(GO) test -run '^TestChaosTable$$' -count=1 -v -timeout 24h ./internal/chaos/
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ozanturksever/go-cluster/election"
 	"github.com/ozanturksever/go-cluster/network/vip"
 )
 
@@ -40,25 +41,49 @@ const (
 	EventVIPStaleRemove = "vip.stale_removed"
 )
 
-// vipLifetime is the valid lifetime of a leader's VIP: the lease TTL plus
-// a second, so that renewals at the lease's pace keep it alive with room
-// to spare. The kernel counts whole seconds; vip rounds up.
+// vipLifetime is the valid lifetime of a leader's VIP, the backstop for
+// when neither this process nor its guard can remove the address (both
+// killed with the agent's cgroup, the whole node frozen while its kernel
+// runs on): the address must then expire before any successor may add it.
+// The kernel counts whole seconds and expires an address up to a second
+// late, so an address set at t with lifetime L is gone by t + L + 1 s. The
+// renewal loop re-sets it only while that is before the term's stop-by
+// time (mayExtend), and L is the largest whole number of seconds that
+// leaves a renewal interval of room: at the default timing, 1 s. The price
+// is that a leader whose lease goes unrenewed for more than about a second
+// (a stream-leader election's tail) may see its address expire and come
+// back with the next renewal (vip.reclaimed): brief, where two holders
+// would not be.
 //
-// A dead holder's address outlives the takeover: standbys see a crashed
-// process within a probe interval, long before its address expires. Until
-// it does, both kernels answer ARP requests for the VIP, and a client that
-// asks in that window may keep the dead node's MAC until its neighbour
-// entry times out (tens of seconds). So the new leader announces once
-// more when any address it may have taken over from has surely expired
-// (reannounceAfter).
-func vipLifetime(ttl time.Duration) time.Duration { return ttl + time.Second }
+// A TTL too short for that (under about 2.6 s) leaves no whole second of
+// room: the lifetime is then the TTL plus a second, re-set with every
+// renewal, and only the guard and the record file bound the address.
+//
+// Until an address expires, both kernels answer ARP requests for the VIP,
+// and a client that asks in that window may keep the dead node's MAC until
+// its neighbour entry times out (tens of seconds). So the new leader
+// announces once more when any address it may have taken over from has
+// surely expired (reannounceAfter).
+func vipLifetime(t election.Timing) time.Duration {
+	if room, ok := kernelBackstop(t); ok {
+		return room
+	}
+	return t.TTL + time.Second
+}
+
+// kernelBackstop is the lifetime that expires a renewed address before
+// the term's stop-by time, and whether there is one of at least a second.
+func kernelBackstop(t election.Timing) (time.Duration, bool) {
+	room := (t.TTL - t.ClockMargin - t.StopBudget - t.RenewInterval - time.Second).Truncate(time.Second)
+	return room, room >= time.Second
+}
 
 // reannounceAfter is when a new leader announces its VIP again: after the
 // longest a previous holder's address can live (its lifetime, from its
 // last renewal, which was before our takeover), plus the kernel's address
 // expiry, which runs on a timer of about a second.
-func reannounceAfter(ttl time.Duration) time.Duration {
-	return vipLifetime(ttl) + 1500*time.Millisecond
+func reannounceAfter(t election.Timing) time.Duration {
+	return vipLifetime(t) + 1500*time.Millisecond
 }
 
 // appVIP is the VIP of one app on this node.
@@ -87,7 +112,7 @@ func (p *Platform) newAppVIP(a *Application) (*appVIP, error) {
 		Interface:     a.vipIf,
 		ARPCount:      a.vipARPCount,
 		ARPInterval:   a.vipARPInterval,
-		ValidLifetime: vipLifetime(p.cfg.timing.TTL),
+		ValidLifetime: vipLifetime(p.cfg.timing),
 		Logger:        p.log.With("app", a.name, "vip", prefix.String()),
 	})
 	if err != nil {
@@ -123,7 +148,7 @@ func (v *appVIP) up(ctx context.Context, epoch uint64) error {
 	v.p.emit(Event{App: v.a.name, Kind: EventVIPAdded, Version: epoch, Message: v.vip.Address() + " on " + v.vip.Interface()})
 	v.mu.Lock()
 	v.renew, v.done = make(chan struct{}, 1), make(chan struct{})
-	go v.renewLoop(v.renew, v.done, epoch, reannounceAfter(v.p.cfg.timing.TTL), deadline)
+	go v.renewLoop(v.renew, v.done, epoch, reannounceAfter(v.p.cfg.timing), deadline)
 	v.mu.Unlock()
 	return nil
 }
@@ -137,6 +162,17 @@ func (v *appVIP) termDeadline() time.Time { return v.a.election.StopBy() }
 // address must not come back, whatever a late renewal signal or timer
 // says: a thawed agent runs those before its term is wound down.
 func (v *appVIP) inTerm() bool { return time.Now().Before(v.termDeadline()) }
+
+// mayExtend reports whether the address may be set now with lifetime:
+// where the kernel lifetime is a backstop (kernelBackstop), the kernel
+// removes it by now + lifetime + 1 s, which must be before the term's
+// stop-by time; otherwise while the term lasts.
+func (v *appVIP) mayExtend(lifetime time.Duration) bool {
+	if _, ok := kernelBackstop(v.p.cfg.timing); !ok {
+		return v.inTerm()
+	}
+	return time.Now().Add(lifetime + time.Second).Before(v.termDeadline())
+}
 
 // holdPoll is how often the renewal loop looks at the term's deadline for
 // the guard. The lease calls renewed before it moves the term's deadline,
@@ -181,22 +217,28 @@ func (v *appVIP) renewed() {
 }
 
 // renewLoop keeps the address for the term: it moves the guard's deadline
-// with the term's, extends the kernel lifetime with each renewal, and
-// announces again once. It runs beside the lease's renewal loop, so that
-// nothing here (netlink, a guard to restart) can delay a renewal.
+// with the term's, re-sets the address (its kernel lifetime) every renew
+// interval while an address set now would expire before the term's
+// stop-by time (vipLifetime), and announces again once. It runs beside the
+// lease's renewal loop, so that nothing here (netlink, a guard to restart)
+// can delay a renewal. A renewal signal re-sets the address at once.
 func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch uint64, reannounce time.Duration, held time.Time) {
 	defer close(done)
 	again := time.NewTimer(reannounce)
 	defer again.Stop()
 	poll := time.NewTicker(v.holdPoll())
 	defer poll.Stop()
+	lifetime := vipLifetime(v.p.cfg.timing)
+	var lastSet time.Time
 	for {
 		select {
 		case <-poll.C:
 			held = v.hold(held)
-			continue
+			if time.Since(lastSet) < v.p.cfg.timing.RenewInterval {
+				continue
+			}
 		case <-again.C:
-			if !v.inTerm() {
+			if !v.mayExtend(lifetime) {
 				continue
 			}
 			// Add re-sets the address and runs the announcement burst again
@@ -211,15 +253,21 @@ func (v *appVIP) renewLoop(renew <-chan struct{}, done chan<- struct{}, epoch ui
 			if !ok {
 				return
 			}
+			held = v.hold(held)
 		}
-		held = v.hold(held)
+		if !v.mayExtend(lifetime) {
+			// Set now, the address could outlive the term: let it expire.
+			continue
+		}
+		lastSet = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := v.vip.Renew(ctx)
 		if errors.Is(err, vip.ErrNotOwned) && v.inTerm() {
-			// Someone removed the address (an operator; or the guard, at
-			// a deadline a late renewal then moved on) while we still
-			// lead: put it back and announce it again, since clients may
-			// have moved on. A guard that acted has exited; hold has
+			// Someone removed the address (an operator; the guard, at a
+			// deadline a late renewal then moved on; the kernel, when the
+			// lease went unrenewed for longer than its lifetime) while we
+			// still lead: put it back and announce it again, since clients
+			// may have moved on. A guard that acted has exited; hold has
 			// started another for the current deadline.
 			v.p.log.Warn("VIP vanished while active; adding it again", "app", v.a.name, "vip", v.vip.Address())
 			err = v.vip.Add(ctx)

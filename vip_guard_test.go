@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ozanturksever/go-cluster/election"
 	"github.com/ozanturksever/go-cluster/state"
 )
 
@@ -256,4 +257,26 @@ func ppidOf(pid int) int {
 		return n
 	}
 	return 0
+}
+
+// With the default timing the kernel lifetime is a backstop: an address
+// set while renewals still leave room expires before the term's stop-by
+// time, even when the kernel expires it a second late, so a node whose
+// processes all died (guard included) never holds the VIP beside a
+// successor.
+func TestVIPLifetimeExpiresBeforeStopBy(t *testing.T) {
+	tm := election.DefaultTiming()
+	lifetime, ok := kernelBackstop(tm)
+	if !ok || lifetime != time.Second || vipLifetime(tm) != lifetime {
+		t.Fatalf("default timing: backstop %v (%v), lifetime %v", lifetime, ok, vipLifetime(tm))
+	}
+	// Set right after a renewal sent at 0, the latest expiry is before
+	// stop-by (TTL - margin).
+	if latest, stopBy := tm.AttemptTimeout()+lifetime+time.Second, tm.TTL-tm.ClockMargin; latest >= stopBy {
+		t.Fatalf("an address set after a renewal expires by %v, after stop-by %v", latest, stopBy)
+	}
+	short := election.Timing{TTL: time.Second}.WithDefaults()
+	if _, ok := kernelBackstop(short); ok || vipLifetime(short) != 2*time.Second {
+		t.Fatalf("TTL 1s: lifetime %v", vipLifetime(short))
+	}
 }
