@@ -35,6 +35,7 @@ const (
 // when any of its connections closes.
 type generation struct {
 	id     uint64
+	ep     endpoint          // where its connections go (a unit guard dials the same)
 	sd     *sddbus.Conn      // method calls and job results (go-systemd)
 	sig    *dbus.Conn        // our signal connection; snapshots are read on it too
 	sigCh  chan *dbus.Signal // signals of sig, closed when sig closes
@@ -72,10 +73,25 @@ func (g *generation) close() {
 	}
 }
 
+// endpoint is a D-Bus address to reach systemd at, and whether it is a
+// message bus (Hello, match rules) rather than systemd's peer-to-peer
+// private socket.
+type endpoint struct {
+	addr string
+	bus  bool
+}
+
 // dialOne opens one authenticated connection. The connection must outlive
 // ctx, so ctx bounds only the handshake.
-func (m *Manager) dialOne(ctx context.Context, address string, hello bool) (*dbus.Conn, error) {
-	c, err := dbus.Dial(address)
+func (m *Manager) dialOne(ctx context.Context, ep endpoint) (*dbus.Conn, error) {
+	return dialEndpoint(ctx, ep)
+}
+
+// dialEndpoint opens one authenticated connection to ep and pings systemd
+// on it. It needs nothing from a Manager, so the unit guard process dials
+// with it too.
+func dialEndpoint(ctx context.Context, ep endpoint) (*dbus.Conn, error) {
+	c, err := dbus.Dial(ep.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +99,7 @@ func (m *Manager) dialOne(ctx context.Context, address string, hello bool) (*dbu
 	go func() {
 		// EXTERNAL with the numeric uid: no user name lookup.
 		err := c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))})
-		if err == nil && hello {
+		if err == nil && ep.bus {
 			err = c.Hello()
 		}
 		errc <- err
@@ -130,44 +146,50 @@ func pingUntilAnswered(ctx context.Context, c *dbus.Conn) error {
 	}
 }
 
-// dialer picks the address for this attempt: for the system manager the
-// system bus, or, as root when there is no bus, systemd's private socket
-// (like go-systemd's NewWithContext).
-func (m *Manager) dialer(ctx context.Context) (func(context.Context) (*dbus.Conn, error), *dbus.Conn, bool, error) {
+// dialer picks the endpoint for this attempt and dials it: for the system
+// manager the system bus, or, as root when there is no bus, systemd's
+// private socket (like go-systemd's NewWithContext).
+func (m *Manager) dialer(ctx context.Context) (endpoint, *dbus.Conn, error) {
 	switch m.cfg.target.kind {
 	case targetUser:
-		c, err := m.dialOne(ctx, m.cfg.target.address, false)
-		return func(ctx context.Context) (*dbus.Conn, error) { return m.dialOne(ctx, m.cfg.target.address, false) }, c, false, err
+		ep := endpoint{addr: m.cfg.target.address}
+		c, err := m.dialOne(ctx, ep)
+		return ep, c, err
 	case targetBus:
-		c, err := m.dialOne(ctx, m.cfg.target.address, true)
-		return func(ctx context.Context) (*dbus.Conn, error) { return m.dialOne(ctx, m.cfg.target.address, true) }, c, true, err
+		ep := endpoint{addr: m.cfg.target.address, bus: true}
+		c, err := m.dialOne(ctx, ep)
+		return ep, c, err
 	}
 	addr := os.Getenv("DBUS_SYSTEM_BUS_ADDRESS")
 	if addr == "" {
 		addr = systemBusAddress
 	}
-	c, err := m.dialOne(ctx, addr, true)
+	ep := endpoint{addr: addr, bus: true}
+	c, err := m.dialOne(ctx, ep)
 	if err == nil {
-		return func(ctx context.Context) (*dbus.Conn, error) { return m.dialOne(ctx, addr, true) }, c, true, nil
+		return ep, c, nil
 	}
 	if os.Geteuid() != 0 {
-		return nil, nil, false, err
+		return endpoint{}, nil, err
 	}
-	c, err2 := m.dialOne(ctx, systemPrivateAddr, false)
+	ep = endpoint{addr: systemPrivateAddr}
+	c, err2 := m.dialOne(ctx, ep)
 	if err2 != nil {
-		return nil, nil, false, fmt.Errorf("system bus: %w; private socket: %w", err, err2)
+		return endpoint{}, nil, fmt.Errorf("system bus: %w; private socket: %w", err, err2)
 	}
-	return func(ctx context.Context) (*dbus.Conn, error) { return m.dialOne(ctx, systemPrivateAddr, false) }, c, false, nil
+	return ep, c, nil
 }
 
 // connect builds a generation: go-systemd's two connections plus our signal
 // connection, subscribed.
 func (m *Manager) connect(ctx context.Context, id uint64) (*generation, error) {
-	dial, first, bus, err := m.dialer(ctx)
+	ep, first, err := m.dialer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	g := &generation{id: id, broken: make(chan struct{})}
+	dial := func(ctx context.Context) (*dbus.Conn, error) { return m.dialOne(ctx, ep) }
+	bus := ep.bus
+	g := &generation{id: id, ep: ep, broken: make(chan struct{})}
 	var mu sync.Mutex
 	pending := first
 	sd, err := sddbus.NewConnection(func() (*dbus.Conn, error) {

@@ -18,6 +18,18 @@
 // All of it goes through github.com/coreos/go-systemd/v22/dbus and
 // github.com/godbus/dbus/v5; the package never runs systemctl.
 //
+// # Unit guards
+//
+// A [UnitGuard] ([Manager.Guard]) bounds a unit's run by a deadline that
+// this process does not have to be running to enforce: a guard process (the
+// program's own binary re-executed; this package's init runs it) holds the
+// deadline on CLOCK_BOOTTIME and, when it passes without a newer one
+// ([UnitGuard.HoldUntil]) or this process dies, SIGKILLs every process in
+// the unit's cgroup through the cgroup file system (no D-Bus needed) and
+// has systemd stop the unit, so that Restart= does not bring it back. An
+// orderly stop disarms it ([UnitGuard.Disarm]). See guard.go and
+// guardmain.go.
+//
 // # Connections and reconnects
 //
 // A Manager holds three D-Bus connections per "generation": the two that a

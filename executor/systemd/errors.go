@@ -34,6 +34,9 @@ var (
 	ErrInvalidUnit = errors.New("systemd: invalid unit")
 	// ErrInvalidOption: Dial was given an option that cannot work.
 	ErrInvalidOption = errors.New("systemd: invalid option")
+	// ErrGuard: a unit guard (Manager.Guard) could not be started or could
+	// not be given a deadline.
+	ErrGuard = errors.New("systemd: unit guard")
 )
 
 // JobError is the error of a job that finished with a result other than
@@ -85,6 +88,8 @@ const (
 	dbusErrUnitExists   = "org.freedesktop.systemd1.UnitExists"
 	dbusErrNoUnitForPID = "org.freedesktop.systemd1.NoUnitForPID"
 	dbusErrUnknownObj   = "org.freedesktop.DBus.Error.UnknownObject"
+	dbusErrUnknownProp  = "org.freedesktop.DBus.Error.UnknownProperty"
+	dbusErrInvalidArgs  = "org.freedesktop.DBus.Error.InvalidArgs"
 )
 
 // dbusErrorName returns the D-Bus error name in err, or "".

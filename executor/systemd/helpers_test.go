@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 		runAgentHelper()
 		return
 	}
+	if unit := os.Getenv(guardHelperEnv); unit != "" {
+		os.Exit(guardHelperMain(unit))
+	}
 	os.Exit(m.Run())
 }
 

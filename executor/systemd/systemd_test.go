@@ -30,9 +30,11 @@ func TestStartStopRestart(t *testing.T) {
 	if st.ActiveState != "active" || st.SubState != "running" || st.LoadState != "loaded" || st.Name != unit {
 		t.Fatalf("after Start: %+v", st)
 	}
-	if !alive(st.MainPID) || cmdline(st.MainPID) != "/bin/sleep 1000" {
-		t.Fatalf("MainPID %d: alive=%v cmdline=%q", st.MainPID, alive(st.MainPID), cmdline(st.MainPID))
-	}
+	// Type=simple: the start job is done once systemd has forked, so the
+	// child may not have executed the command yet (its name is "(sleep)").
+	waitFor(t, "the main process to run the command", waitLong, func() bool {
+		return alive(st.MainPID) && cmdline(st.MainPID) == "/bin/sleep 1000"
+	})
 	// Starting an active unit is fine.
 	if err := e.m.Start(ctx, unit); err != nil {
 		t.Fatalf("second Start: %v", err)

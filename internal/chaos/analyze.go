@@ -201,9 +201,17 @@ func splitThaw(all []Overlap, dual int, w Window) (kept, thaw []Overlap, keptDua
 		}
 		kept = append(kept, o)
 	}
-	// Samples counted once each in dual may hold several overlaps; the
-	// thawed ones are counted here by their own samples, a bound.
-	return kept, thaw, max(dual-thawDual, 0), thawDual
+	if thaw == nil {
+		return all, nil, dual, 0
+	}
+	// dual counts a sample once however many overlaps it holds, so the
+	// thawed ones cannot be subtracted from it: the kept overlaps' own
+	// samples are counted instead, which counts a sample with two of them
+	// twice. For a safety figure, too many is the right side to err on.
+	for _, o := range kept {
+		keptDual += o.Samples
+	}
+	return kept, thaw, keptDual, thawDual
 }
 
 // failovers times the singletons (and the VIP) that were active on the

@@ -144,7 +144,7 @@ func TestSplitThaw(t *testing.T) {
 	if len(thaw) != 1 || thaw[0].What != "single-1" || thawDual != 3 {
 		t.Fatalf("thaw overlaps %+v (%d samples)", thaw, thawDual)
 	}
-	if len(kept) != 4 || dual != 33 {
+	if len(kept) != 4 || dual != 33 { // 30 + 1 + 1 + 1, the kept overlaps' samples
 		t.Fatalf("kept %+v, %d samples", kept, dual)
 	}
 	w.Thaw = false
