@@ -116,9 +116,10 @@ type Candidate struct {
 	holdOffUntil time.Time
 	released     chan struct{} // closed after a graceful term released the lease
 
-	// unknownSince is the send time of the first lease attempt whose
-	// answer was lost since the lease last changed hands: it may still
-	// land. Owned by the Run goroutine.
+	// unknownSince is the send time of the first lease attempt since the
+	// lease last changed hands that may still land (sent, and not answered
+	// with a success or a failed compare-and-set). Owned by the Run
+	// goroutine.
 	unknownSince time.Time
 }
 
@@ -227,6 +228,7 @@ func (c *Candidate) Run(ctx context.Context, serve func(*Term)) error {
 			}
 			continue
 		}
+		c.log.Info("won the lease", "epoch", term.Epoch, "deadline_in", time.Until(term.Deadline()).Round(time.Millisecond))
 		c.lead(ctx, term, rev, serve)
 	}
 }
@@ -279,64 +281,48 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 	var readAhead uint64 // revision the last recheck read
 
 	// attempt tries to take the lease when it looks free, or by CAS on the
-	// revision we saw when its holder is provably gone.
-	attempt := func(force bool) (*Term, uint64) {
+	// revision we saw when its holder is provably gone. It sends the
+	// request and returns; the answer arrives on answers. Like renewals,
+	// attempts are never abandoned early: one sent while the stream elects
+	// a leader may land after the election, and dropping its answer would
+	// leave us holding a lease we do not know we hold. While one goes
+	// unanswered for AttemptTimeout, retry sends another beside it; all
+	// compare-and-set on the same state, so at most one lands.
+	answers := make(chan attemptAnswer, maxAttemptsInFlight)
+	actx, cancelAttempts := context.WithCancel(ctx)
+	defer cancelAttempts()
+	inflight := 0
+	attempt := func(force bool) {
 		c.mu.Lock()
 		eligible, holdOff := c.eligible, c.holdOffUntil
 		c.mu.Unlock()
 		if !eligible || !initialDone {
-			return nil, 0
+			return
 		}
 		if d := time.Until(holdOff); d > 0 {
 			retry.Reset(d)
-			return nil, 0
+			return
 		}
 		if cur.present && !force {
-			return nil, 0
+			return
 		}
-		sent := time.Now()
-		// Bounded like a renewal: a request dropped by a stream without a
-		// leader must not keep us from asking its next leader.
-		actx, cancel := context.WithTimeout(ctx, c.cfg.Timing.AttemptTimeout())
-		defer cancel()
-		var rev uint64
-		var err error
-		if cur.present {
-			rev, err = state.PutCAS(actx, c.cfg.JS, c.bucket(), c.cfg.Key, c.record(0), cur.rev, c.ttl)
-			if state.IsCASFailure(err) {
-				// The record may have expired on the server, which leaves no
-				// marker in a lease bucket (see state.EnsureLeaseKV), so no
-				// watcher hears of it: an empty key is free to create.
-				_, gerr := c.cfg.KV.Get(actx, c.cfg.Key)
-				switch {
-				case errors.Is(gerr, jetstream.ErrKeyNotFound):
-					rev, err = c.cfg.KV.Create(actx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
-				case gerr != nil:
-					// Neither "someone holds it" nor "free": find out again.
-					err = gerr
-				}
-			}
-		} else {
-			rev, err = c.cfg.KV.Create(actx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
+		retryForced = force
+		retry.Reset(c.cfg.Timing.AttemptTimeout())
+		if inflight >= maxAttemptsInFlight {
+			return
 		}
-		if err != nil {
-			if !state.IsCASFailure(err) {
-				// Unknown outcome or NATS trouble (a stream leader moving):
-				// the watch will show what happened; try again shortly in
-				// case nothing changes.
-				c.log.Debug("lease attempt failed", "err", err)
-				if c.unknownSince.IsZero() {
-					c.unknownSince = sent
-				}
-				retryForced = force
-				retry.Reset(c.cfg.Timing.RetryInterval())
-			}
-			return nil, 0
+		inflight++
+		sent, present, expect := time.Now(), cur.present, cur.rev
+		if c.unknownSince.IsZero() {
+			// Until its answer says otherwise, it may land.
+			c.unknownSince = sent
 		}
-		// Had an earlier attempt landed, this one would have failed.
-		c.unknownSince = time.Time{}
-		t := &Term{Epoch: rev, done: make(chan struct{}), deadline: c.cfg.Timing.LeaseDeadline(sent)}
-		return t, rev
+		go func() {
+			rctx, cancel := context.WithTimeout(actx, c.ttl)
+			defer cancel()
+			rev, err := c.takeOnce(rctx, present, expect)
+			answers <- attemptAnswer{sent: sent, rev: rev, err: err}
+		}()
 	}
 
 	for {
@@ -372,8 +358,12 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 					// attempt that may have landed, no later than this one.
 					sent := c.unknownSince
 					c.unknownSince = time.Time{}
-					c.log.Info("a lease attempt whose answer was lost landed; leading", "rev", cur.rev)
-					return &Term{Epoch: cur.rev, done: make(chan struct{}), deadline: c.cfg.Timing.LeaseDeadline(sent)}, cur.rev, nil
+					if d := c.cfg.Timing.LeaseDeadline(sent); time.Until(d) > 0 {
+						c.log.Info("a lease attempt whose answer was lost landed; leading", "rev", cur.rev)
+						return &Term{Epoch: cur.rev, done: make(chan struct{}), deadline: d}, cur.rev, nil
+					}
+					c.log.Warn("a lease attempt whose answer was lost landed too late to lead; releasing it", "rev", cur.rev)
+					go c.release(cur.rev)
 				}
 				c.unknownSince = time.Time{}
 				c.observe(cur)
@@ -389,8 +379,34 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 					}
 				}
 			}
-			if t, rev := attempt(false); t != nil {
-				return t, rev, nil
+			attempt(false)
+		case a := <-answers:
+			inflight--
+			switch {
+			case a.err == nil:
+				// Had an earlier attempt landed, this one would have failed.
+				c.unknownSince = time.Time{}
+				d := c.cfg.Timing.LeaseDeadline(a.sent)
+				if time.Until(d) <= 0 {
+					// Answered too late to lead: give the lease back
+					// rather than make everyone wait out its TTL.
+					c.log.Warn("won the lease too late to lead; releasing it", "rev", a.rev)
+					go c.release(a.rev)
+					continue
+				}
+				return &Term{Epoch: a.rev, done: make(chan struct{}), deadline: d}, a.rev, nil
+			case state.IsCASFailure(a.err):
+				// Someone else's write: the watch shows it, and another
+				// attempt on what we saw would fail the same way.
+				if inflight == 0 {
+					retry.Stop()
+				}
+			default:
+				// Unknown outcome or NATS trouble (a stream leader moving):
+				// it may still land (see unknownSince); the retry timer
+				// sends another.
+				c.log.Debug("lease attempt failed", "err", a.err)
+				retry.Reset(c.cfg.Timing.RetryInterval())
 			}
 		case <-gone:
 			// The holder's connection is gone. Give a holder that is alive but
@@ -399,22 +415,14 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 			graceTimer.Reset(c.cfg.Timing.StopBudget + c.cfg.Timing.ClockMargin)
 		case <-graceTimer.C:
 			c.log.Info("lease holder is gone, taking over", "holder", cur.rec.Holder, "rev", cur.rev)
-			if t, rev := attempt(true); t != nil {
-				return t, rev, nil
-			}
+			attempt(true)
 		case <-takeover.C:
 			c.log.Info("lease not renewed within TTL, taking over", "holder", cur.rec.Holder, "rev", cur.rev)
-			if t, rev := attempt(true); t != nil {
-				return t, rev, nil
-			}
+			attempt(true)
 		case <-retry.C:
-			if t, rev := attempt(retryForced); t != nil {
-				return t, rev, nil
-			}
+			attempt(retryForced)
 		case <-c.wake:
-			if t, rev := attempt(false); t != nil {
-				return t, rev, nil
-			}
+			attempt(false)
 		case <-recheck.C:
 			if !initialDone {
 				continue
@@ -431,9 +439,7 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 				stopGone, gone = func() {}, nil
 				cur = observed{rev: cur.rev, at: time.Now()}
 				c.observe(cur)
-				if t, rev := attempt(false); t != nil {
-					return t, rev, nil
-				}
+				attempt(false)
 			case err == nil:
 				// A read may run ahead of the watch for a moment; a watch
 				// still behind what the previous recheck read has stalled.
@@ -444,6 +450,50 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 			}
 		}
 	}
+}
+
+// maxAttemptsInFlight bounds the takeover attempts a candidate has sent
+// and not yet had answered.
+const maxAttemptsInFlight = 8
+
+// attemptAnswer is the outcome of one takeover attempt.
+type attemptAnswer struct {
+	sent time.Time
+	rev  uint64
+	err  error
+}
+
+// takeOnce writes our record as the lease's first write of a term: by
+// compare-and-set on the revision seen when the lease is present, by
+// create when it is free.
+func (c *Candidate) takeOnce(ctx context.Context, present bool, seen uint64) (uint64, error) {
+	if !present {
+		return c.cfg.KV.Create(ctx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
+	}
+	rev, err := state.PutCAS(ctx, c.cfg.JS, c.bucket(), c.cfg.Key, c.record(0), seen, c.ttl)
+	if !state.IsCASFailure(err) {
+		return rev, err
+	}
+	// The record may have expired on the server, which leaves no marker in
+	// a lease bucket (see state.EnsureLeaseKV), so no watcher hears of it:
+	// an empty key is free to create.
+	_, gerr := c.cfg.KV.Get(ctx, c.cfg.Key)
+	switch {
+	case errors.Is(gerr, jetstream.ErrKeyNotFound):
+		return c.cfg.KV.Create(ctx, c.cfg.Key, c.record(0), jetstream.KeyTTL(state.ServerTTL(c.ttl)))
+	case gerr != nil:
+		// Neither "someone holds it" nor "free": find out again.
+		return 0, gerr
+	}
+	return 0, err
+}
+
+// release deletes the lease at rev, if it is still there: a lease we won
+// but cannot lead with.
+func (c *Candidate) release(rev uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timing.TTL/2)
+	defer cancel()
+	_ = c.cfg.KV.Delete(ctx, c.cfg.Key, jetstream.LastRevision(rev))
 }
 
 func (c *Candidate) observe(o observed) {
