@@ -33,8 +33,12 @@ bench:
 # network namespaces, default timings, every fault CHAOS_TRIALS times (20 by
 # default; CHAOS_FAULTS=node-kill,link-down,... for some), then the table.
 # Needs root, iproute2 and cgroup v2; about 35 s a trial.
-.PHONY: chaos
+.PHONY: chaos chaos-test
 CHAOS_TRIALS ?= 20
+# Each fault once, failing on any overlap or job that never recovers.
+chaos-test:
+	CHAOS=1 $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 20m ./internal/chaos/
+
 chaos:
 	CHAOS_TRIALS=$(CHAOS_TRIALS) $(GO) test -run '^TestChaosTable$$' -count=1 -v -timeout 24h ./internal/chaos/
 
