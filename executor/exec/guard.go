@@ -4,14 +4,14 @@ package exec
 
 import (
 	"errors"
-	"math"
 	"os"
 	"os/signal"
 	"runtime"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // The guard is a tiny process between the supervisor and the command: the
@@ -151,14 +151,14 @@ func guardMain() {
 	// expiry leaves no relative sleep to recompute; and a fired timerfd
 	// stays readable until it is re-armed or read, so an expiry while the
 	// guard is not polling yet is not missed.
-	tfd, err := unix.TimerfdCreate(unix.CLOCK_BOOTTIME, unix.TFD_CLOEXEC)
+	tfd, err := boottime.NewTimer(0)
 	if err != nil {
 		guardFail(st, guardRecBadSpec, errnoOf(err))
 	}
-	if err := armGuardTimer(tfd, spec.deadline); err != nil {
+	if err := boottime.Arm(tfd, spec.deadline); err != nil {
 		guardFail(st, guardRecBadSpec, errnoOf(err))
 	}
-	if spec.deadline != 0 && bootNow() >= spec.deadline {
+	if spec.deadline != 0 && boottime.Now() >= spec.deadline {
 		guardFail(st, guardRecTooLate, 0)
 	}
 	pid, err := syscall.ForkExec(spec.path, spec.argv, &syscall.ProcAttr{
@@ -227,11 +227,11 @@ func guardWatch(ctl, tfd, st int) {
 				if have {
 					// A renewal the supervisor sent before the old deadline
 					// counts even if we read it only now: whatever it sends
-					// is a valid bound (see bootDeadline). Setting the timer
+					// is a valid bound (see boottime.Deadline). Setting the timer
 					// also clears an expiry of the old deadline, so the
 					// timer's state from this poll is stale: poll again,
 					// and a new deadline already past fires at once.
-					if err := armGuardTimer(tfd, latest); err != nil {
+					if err := boottime.Arm(tfd, latest); err != nil {
 						guardKillGroup()
 					}
 					rearmed = true
@@ -273,49 +273,6 @@ func guardReport(st int, kind byte, v uint32) {
 			return
 		}
 	}
-}
-
-// armGuardTimer sets the timer to the absolute BOOTTIME deadline ns, or
-// disarms it for 0.
-func armGuardTimer(tfd int, ns int64) error {
-	var its unix.ItimerSpec
-	if ns != 0 {
-		its.Value = unix.NsecToTimespec(ns)
-	}
-	return unix.TimerfdSettime(tfd, unix.TFD_TIMER_ABSTIME, &its, nil)
-}
-
-// bootDeadline converts a deadline to absolute CLOCK_BOOTTIME nanoseconds
-// for the guard; the zero time is 0, no deadline.
-//
-// It reads CLOCK_BOOTTIME first and the time left until the deadline
-// second. Whatever delay falls between the two reads (preemption, a page
-// fault, a suspend) shrinks the time left without advancing the boot
-// reading, so the result can only come out earlier than the true deadline,
-// never later. The deadline's own clock is Go's monotonic one, which stops
-// during suspend while BOOTTIME counts on: after a suspend the guard's
-// deadline is again the earlier of the two. Earlier is the safe side: the
-// process stops a little sooner, it never outlives its lease.
-func bootDeadline(deadline time.Time) int64 {
-	if deadline.IsZero() {
-		return 0
-	}
-	boot := bootNow()
-	left := time.Until(deadline)
-	if left > 0 && boot > math.MaxInt64-int64(left) {
-		return math.MaxInt64 // so far ahead it cannot come (time.Until saturates)
-	}
-	return max(boot+int64(left), 1) // 0 would mean none: a past deadline stays one
-}
-
-// bootNow reads CLOCK_BOOTTIME in nanoseconds.
-func bootNow() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		// Cannot happen on any kernel we run on (BOOTTIME is from 2.6.39).
-		panic("exec: clock_gettime(CLOCK_BOOTTIME): " + err.Error())
-	}
-	return ts.Nano()
 }
 
 func errnoOf(err error) uint32 {

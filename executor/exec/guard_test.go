@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // Environment of TestHoldHelperAgent, the re-executed test binary that
@@ -453,21 +455,21 @@ func statFields(t *testing.T, pid int) (ppid, pgid int) {
 }
 
 func TestBootDeadline(t *testing.T) {
-	if got := bootDeadline(time.Time{}); got != 0 {
+	if got := boottime.Deadline(time.Time{}); got != 0 {
 		t.Errorf("zero time: %d, want 0 (no deadline)", got)
 	}
-	if got := bootDeadline(time.Now().Add(-time.Hour)); got < 1 || got > bootNow() {
+	if got := boottime.Deadline(time.Now().Add(-time.Hour)); got < 1 || got > boottime.Now() {
 		t.Errorf("past deadline: %d, want a past boot time that is not 0", got)
 	}
-	before := bootNow()
-	got := bootDeadline(time.Now().Add(time.Second))
-	after := bootNow()
+	before := boottime.Now()
+	got := boottime.Deadline(time.Now().Add(time.Second))
+	after := boottime.Now()
 	// Never later than the true deadline, which lies within a second of
 	// now, wherever now falls between the two reads.
 	if got > after+int64(time.Second) || got < before+int64(900*time.Millisecond) {
 		t.Errorf("1s ahead: %d, boot now %d..%d", got, before, after)
 	}
-	if got := bootDeadline(time.Unix(1<<62, 0)); got != math.MaxInt64 {
+	if got := boottime.Deadline(time.Unix(1<<62, 0)); got != math.MaxInt64 {
 		t.Errorf("far future: %d, want saturated", got)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // outputDrainTimeout bounds how long we wait, after the process group is
@@ -199,7 +201,7 @@ func spawn(sp spawnSpec) (*proc, error) {
 // command's pid, or why it did not start.
 func (p *proc) handshake(sp spawnSpec) error {
 	p.ctlMu.Lock()
-	spec := encodeGuardSpec(sp.path, sp.dir, sp.args, sp.env, sp.cred, bootDeadline(sp.hold))
+	spec := encodeGuardSpec(sp.path, sp.dir, sp.args, sp.env, sp.cred, boottime.Deadline(sp.hold))
 	_ = p.ctl.SetWriteDeadline(time.Now().Add(guardStartTimeout))
 	_, werr := p.ctl.Write(spec)
 	p.ctlMu.Unlock()
@@ -281,7 +283,7 @@ func (p *proc) hold(deadline time.Time) error {
 		return nil
 	}
 	var b [8]byte
-	v := uint64(bootDeadline(deadline))
+	v := uint64(boottime.Deadline(deadline))
 	putLE32(b[:], uint32(v))
 	putLE32(b[4:], uint32(v>>32))
 	_ = p.ctl.SetWriteDeadline(time.Now().Add(ctlWriteTimeout))

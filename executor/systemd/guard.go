@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"os/exec"
 	"sync"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // A unit guard is a small process that stops a unit at its holder's lease
@@ -194,7 +195,7 @@ func (u *UnitGuard) HoldUntil(deadline time.Time) error {
 			}
 			u.p = p
 		}
-		err := u.p.send(guardMsgDeadline, uint64(bootDeadline(deadline)), nil)
+		err := u.p.send(guardMsgDeadline, uint64(boottime.Deadline(deadline)), nil)
 		if errors.Is(err, unix.EPIPE) && attempt == 0 {
 			// The guard has exited since we looked, having stopped the unit
 			// at its deadline: reap it and start another.
@@ -516,34 +517,4 @@ func (p *guardProc) waitOrKill(d time.Duration) bool {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	return false
-}
-
-// bootDeadline converts a deadline to absolute CLOCK_BOOTTIME nanoseconds
-// for the guard.
-//
-// It reads CLOCK_BOOTTIME first and the time left until the deadline
-// second. Whatever delay falls between the two reads (preemption, a page
-// fault) shrinks the time left without advancing the boot reading, so the
-// result can only come out earlier than the true deadline, never later.
-// The deadline itself is on Go's monotonic clock, which stops during a
-// system suspend while BOOTTIME counts on: after a suspend the guard's
-// deadline is again the earlier of the two. Earlier is the safe side: the
-// unit stops a little sooner, it never outlives the lease.
-func bootDeadline(deadline time.Time) int64 {
-	boot := bootNow()
-	left := time.Until(deadline)
-	if left > 0 && boot > math.MaxInt64-int64(left) {
-		return math.MaxInt64 // so far ahead it cannot come
-	}
-	return max(boot+int64(left), 1) // 0 would disarm the guard's timer
-}
-
-// bootNow reads CLOCK_BOOTTIME in nanoseconds.
-func bootNow() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		// Cannot happen on any kernel we run on (BOOTTIME is from 2.6.39).
-		panic("systemd: clock_gettime(CLOCK_BOOTTIME): " + err.Error())
-	}
-	return ts.Nano()
 }

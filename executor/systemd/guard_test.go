@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // The "agent" of the process tests is a helper: this test binary run again
@@ -551,7 +553,7 @@ func TestGuardWatch(t *testing.T) {
 		return m
 	}
 	cg := func(path string) []byte { return append(msg('C', int64(len(path))), path...) }
-	future := func() int64 { return bootNow() + int64(time.Hour) }
+	future := func() int64 { return boottime.Now() + int64(time.Hour) }
 	cases := []struct {
 		name   string
 		write  [][]byte
@@ -559,13 +561,13 @@ func TestGuardWatch(t *testing.T) {
 		want   guardOutcome
 		cgroup string
 	}{
-		{"past deadline", [][]byte{msg('D', bootNow()-1)}, false, outcomeDeadline, ""},
-		{"near deadline", [][]byte{cg("/a.service"), msg('D', bootNow()+int64(50*time.Millisecond))}, false, outcomeDeadline, "/a.service"},
-		{"later deadline replaces earlier", [][]byte{msg('D', bootNow()-1), msg('D', future())}, true, outcomeOrphaned, ""},
+		{"past deadline", [][]byte{msg('D', boottime.Now()-1)}, false, outcomeDeadline, ""},
+		{"near deadline", [][]byte{cg("/a.service"), msg('D', boottime.Now()+int64(50*time.Millisecond))}, false, outcomeDeadline, "/a.service"},
+		{"later deadline replaces earlier", [][]byte{msg('D', boottime.Now()-1), msg('D', future())}, true, outcomeOrphaned, ""},
 		{"EOF without disarm", [][]byte{msg('D', future()), cg("/x/a.service")}, true, outcomeOrphaned, "/x/a.service"},
 		{"EOF before any deadline", nil, true, outcomeOrphaned, ""},
 		{"disarm then EOF", [][]byte{msg('D', future()), msg('X', 0)}, true, outcomeDisarmed, ""},
-		{"disarm cancels a past deadline", [][]byte{append(msg('D', bootNow()-1), msg('X', 0)...)}, true, outcomeDisarmed, ""},
+		{"disarm cancels a past deadline", [][]byte{append(msg('D', boottime.Now()-1), msg('X', 0)...)}, true, outcomeDisarmed, ""},
 		{"deadline after disarm re-arms", [][]byte{msg('X', 0), msg('D', future())}, true, outcomeOrphaned, ""},
 		{"torn message then EOF", [][]byte{msg('X', 0), msg('D', future())[:4]}, true, outcomeDisarmed, ""},
 		{"cgroup in pieces", [][]byte{cg("/a.service"), cg("/b/c.service")[:12], cg("/b/c.service")[12:], msg('D', future())}, true, outcomeOrphaned, "/b/c.service"},
@@ -657,9 +659,9 @@ func TestCgroupDirIn(t *testing.T) {
 func TestBootDeadline(t *testing.T) {
 	for _, d := range []time.Duration{-time.Second, 0, time.Millisecond, time.Hour} {
 		deadline := time.Now().Add(d)
-		before := bootNow()
-		got := bootDeadline(deadline)
-		after := bootNow()
+		before := boottime.Now()
+		got := boottime.Deadline(deadline)
+		after := boottime.Now()
 		if got > after+int64(d) {
 			t.Errorf("%v: boot deadline %d is later than %d", d, got, after+int64(d))
 		}
@@ -667,7 +669,7 @@ func TestBootDeadline(t *testing.T) {
 			t.Errorf("%v: boot deadline %d is far earlier than %d", d, got, before+int64(d))
 		}
 	}
-	if got := bootDeadline(time.Now().Add(1<<62 + 1<<61)); got <= 0 {
+	if got := boottime.Deadline(time.Now().Add(1<<62 + 1<<61)); got <= 0 {
 		t.Errorf("far future overflowed to %d", got)
 	}
 }

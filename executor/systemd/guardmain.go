@@ -16,6 +16,8 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // This file is the unit guard process itself (see guard.go for why and how
@@ -90,7 +92,7 @@ func guardMain(args []string) int {
 	// the deadline past, and the unit stops at once instead of one whole
 	// lease later. An absolute expiry leaves no relative sleep to
 	// recompute; and one poll waits for both the timer and the pipe.
-	tfd, err := unix.TimerfdCreate(unix.CLOCK_BOOTTIME, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+	tfd, err := boottime.NewTimer(unix.TFD_NONBLOCK)
 	if err != nil {
 		return fail("timerfd: %v", err)
 	}
@@ -199,13 +201,13 @@ func guardWatch(ctl, tfd int) (guardOutcome, string) {
 				n = copy(buf[:], buf[i:n])
 				// A deadline the agent sent counts even if it is read only
 				// after the previous one passed: it is a valid bound when
-				// sent (see bootDeadline). A deadline already past makes
-				// the check below fire at once.
-				var its unix.ItimerSpec
+				// sent (see boottime.Deadline). A deadline already past
+				// makes the check below fire at once.
+				var at int64
 				if armed {
-					its.Value = unix.NsecToTimespec(max(deadline, 1)) // 0 would disarm the timer
+					at = max(deadline, 1) // 0 would disarm the timer
 				}
-				if err := unix.TimerfdSettime(tfd, unix.TFD_TIMER_ABSTIME, &its, nil); err != nil {
+				if err := boottime.Arm(tfd, at); err != nil {
 					return outcomeOrphaned, cgroup
 				}
 			}
@@ -215,7 +217,7 @@ func guardWatch(ctl, tfd int) (guardOutcome, string) {
 		// deadline set in this round has just reset.
 		var exp [8]byte
 		_, _ = unix.Read(tfd, exp[:])
-		if armed && bootNow() >= deadline {
+		if armed && boottime.Now() >= deadline {
 			return outcomeDeadline, cgroup
 		}
 	}

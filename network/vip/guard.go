@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // The guard is a small process that removes the VIP at the holder's lease
@@ -130,7 +131,7 @@ func (v *VIP) HoldUntil(deadline time.Time) error {
 			}
 			v.g = g
 		}
-		err := v.g.send(guardMsgDeadline, bootDeadline(deadline))
+		err := v.g.send(guardMsgDeadline, boottime.Deadline(deadline))
 		if errors.Is(err, unix.EPIPE) && attempt == 0 {
 			// The guard has exited since we looked, having removed the
 			// address at its deadline: reap it and start another.
@@ -345,34 +346,4 @@ func (g *guard) waitOrKill(d time.Duration) bool {
 	_ = g.cmd.Process.Kill()
 	<-g.done
 	return false
-}
-
-// bootDeadline converts a deadline to absolute CLOCK_BOOTTIME nanoseconds
-// for the guard.
-//
-// It reads CLOCK_BOOTTIME first and the time left until the deadline
-// second. Whatever delay falls between the two reads (preemption, a page
-// fault) shrinks the time left without advancing the boot reading, so the
-// result can only come out earlier than the true deadline, never later.
-// The deadline itself is on Go's monotonic clock, which stops during a
-// system suspend while BOOTTIME counts on: after a suspend the guard's
-// deadline is again the earlier of the two. Earlier is the safe side: the
-// address goes a little sooner, it never outlives the lease.
-func bootDeadline(deadline time.Time) int64 {
-	boot := bootNow()
-	left := time.Until(deadline)
-	if left > 0 && boot > math.MaxInt64-int64(left) {
-		return math.MaxInt64 // so far ahead it cannot come
-	}
-	return boot + int64(left)
-}
-
-// bootNow reads CLOCK_BOOTTIME in nanoseconds.
-func bootNow() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		// Cannot happen on any kernel we run on (BOOTTIME is from 2.6.39).
-		panic("vip: clock_gettime(CLOCK_BOOTTIME): " + err.Error())
-	}
-	return ts.Nano()
 }

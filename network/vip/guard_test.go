@@ -20,6 +20,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ozanturksever/go-cluster/internal/boottime"
 )
 
 // The "agent" of the process tests is a helper: this test binary run again
@@ -409,20 +411,20 @@ func TestGuardWatch(t *testing.T) {
 		binary.LittleEndian.PutUint64(m[1:], uint64(v))
 		return m
 	}
-	future := func() int64 { return bootNow() + int64(time.Hour) }
+	future := func() int64 { return boottime.Now() + int64(time.Hour) }
 	cases := []struct {
 		name  string
 		write [][]byte
 		close bool
 		want  guardOutcome
 	}{
-		{"past deadline", [][]byte{msg('D', bootNow()-1)}, false, outcomeDeadline},
-		{"near deadline", [][]byte{msg('D', bootNow()+int64(50*time.Millisecond))}, false, outcomeDeadline},
-		{"later deadline replaces earlier", [][]byte{msg('D', bootNow()-1), msg('D', future())}, true, outcomeOrphaned},
+		{"past deadline", [][]byte{msg('D', boottime.Now()-1)}, false, outcomeDeadline},
+		{"near deadline", [][]byte{msg('D', boottime.Now()+int64(50*time.Millisecond))}, false, outcomeDeadline},
+		{"later deadline replaces earlier", [][]byte{msg('D', boottime.Now()-1), msg('D', future())}, true, outcomeOrphaned},
 		{"EOF without disarm", [][]byte{msg('D', future())}, true, outcomeOrphaned},
 		{"EOF before any deadline", nil, true, outcomeOrphaned},
 		{"disarm then EOF", [][]byte{msg('D', future()), msg('X', 0)}, true, outcomeDisarmed},
-		{"disarm cancels a past deadline", [][]byte{append(msg('D', bootNow()-1), msg('X', 0)...)}, true, outcomeDisarmed},
+		{"disarm cancels a past deadline", [][]byte{append(msg('D', boottime.Now()-1), msg('X', 0)...)}, true, outcomeDisarmed},
 		{"deadline after disarm re-arms", [][]byte{msg('X', 0), msg('D', future())}, true, outcomeOrphaned},
 		{"torn message then EOF", [][]byte{msg('X', 0), msg('D', future())[:4]}, true, outcomeDisarmed},
 		{"garbage", [][]byte{msg('?', 0)}, false, outcomeOrphaned},
@@ -467,9 +469,9 @@ func TestGuardWatch(t *testing.T) {
 func TestBootDeadline(t *testing.T) {
 	for _, d := range []time.Duration{-time.Second, 0, time.Millisecond, time.Hour} {
 		deadline := time.Now().Add(d)
-		before := bootNow()
-		got := bootDeadline(deadline)
-		after := bootNow()
+		before := boottime.Now()
+		got := boottime.Deadline(deadline)
+		after := boottime.Now()
 		if got > after+int64(d) {
 			t.Errorf("%v: boot deadline %d is later than %d", d, got, after+int64(d))
 		}
@@ -477,7 +479,7 @@ func TestBootDeadline(t *testing.T) {
 			t.Errorf("%v: boot deadline %d is far earlier than %d", d, got, before+int64(d))
 		}
 	}
-	if got := bootDeadline(time.Now().Add(1<<62 + 1<<61)); got <= 0 {
+	if got := boottime.Deadline(time.Now().Add(1<<62 + 1<<61)); got <= 0 {
 		t.Errorf("far future overflowed to %d", got)
 	}
 }
