@@ -396,8 +396,21 @@ func (c *Candidate) campaign(ctx context.Context) (*Term, uint64, error) {
 				}
 				return &Term{Epoch: a.rev, done: make(chan struct{}), deadline: d}, a.rev, nil
 			case state.IsCASFailure(a.err):
-				// Someone else's write: the watch shows it, and another
-				// attempt on what we saw would fail the same way.
+				// Someone else's write, or a sibling attempt of ours that
+				// landed and whose answer is late: the leader knows which,
+				// before the watch does.
+				if !c.unknownSince.IsZero() {
+					if rev, ok := c.ownFirstWrite(ctx, cur.rev); ok {
+						sent := c.unknownSince
+						c.unknownSince = time.Time{}
+						if d := c.cfg.Timing.LeaseDeadline(sent); time.Until(d) > 0 {
+							return &Term{Epoch: rev, done: make(chan struct{}), deadline: d}, rev, nil
+						}
+						c.log.Warn("won the lease too late to lead; releasing it", "rev", rev)
+						go c.release(rev)
+					}
+				}
+				// Another attempt on what we saw would fail the same way.
 				if inflight == 0 {
 					retry.Stop()
 				}
@@ -669,6 +682,23 @@ func (c *Candidate) keep(term *Term, rev uint64, stop <-chan struct{}) uint64 {
 	}
 }
 
+// ownFirstWrite asks the stream's leader whether the lease's last write,
+// after revision seen, is a first write of ours (a takeover attempt of ours
+// landed), and returns its revision.
+func (c *Candidate) ownFirstWrite(ctx context.Context, seen uint64) (uint64, bool) {
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timing.AttemptTimeout())
+	defer cancel()
+	seq, data, found, err := state.LastFromLeader(rctx, c.cfg.JS, "KV_"+c.bucket(), "$KV."+c.bucket()+"."+c.cfg.Key)
+	if err != nil || !found || seq <= seen {
+		return 0, false
+	}
+	var rec Record
+	if json.Unmarshal(data, &rec) != nil || rec.Holder != c.cfg.Node || rec.Instance != c.cfg.Instance || rec.Epoch != 0 {
+		return 0, false
+	}
+	return seq, true
+}
+
 // What a read-back says of the last write to a lease.
 type writeVerdict int
 
@@ -680,26 +710,25 @@ const (
 
 // ownWrite reads the lease after a failed compare-and-set on revision
 // after, and says whether a renewal of ours (this instance, this epoch)
-// landed since. Reads may lag (a replica answers): a lagging read shows an
-// older revision, never our record at a revision we did not write.
+// landed since. It asks the stream's leader: a replica that is behind (a
+// direct get may be answered by any) would show the past, and the point is
+// to know at once that our write landed although its answer is late.
 func (c *Candidate) ownWrite(ctx context.Context, epoch, after uint64) (uint64, writeVerdict) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timing.AttemptTimeout())
 	defer cancel()
-	e, err := c.cfg.KV.Get(rctx, c.cfg.Key)
+	seq, data, found, err := state.LastFromLeader(rctx, c.cfg.JS, "KV_"+c.bucket(), "$KV."+c.bucket()+"."+c.cfg.Key)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-		return 0, writeTheirs
 	case err != nil:
+		return 0, writeUnknown
+	case !found:
+		return 0, writeTheirs // expired: our deadline passed with it
+	case seq <= after:
+		// The leader has not applied what made our write fail: ask again.
 		return 0, writeUnknown
 	}
 	var rec Record
-	if json.Unmarshal(e.Value(), &rec) == nil && e.Revision() > after &&
-		rec.Holder == c.cfg.Node && rec.Instance == c.cfg.Instance && rec.Epoch == epoch {
-		return e.Revision(), writeOurs
-	}
-	if e.Revision() <= after {
-		// A lagging replica: it has not seen what made our write fail.
-		return 0, writeUnknown
+	if json.Unmarshal(data, &rec) == nil && rec.Holder == c.cfg.Node && rec.Instance == c.cfg.Instance && rec.Epoch == epoch {
+		return seq, writeOurs
 	}
 	return 0, writeTheirs
 }

@@ -146,3 +146,37 @@ func testJetStream(t *testing.T) (context.Context, jetstream.JetStream) {
 	t.Cleanup(nc.Close)
 	return ctx, js
 }
+
+// LastFromLeader reads what the stream's leader holds for a key.
+func TestLastFromLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := StartServer(ctx, ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, js, err := Connect(ctx, ConnectConfig{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	kv, err := EnsureLeaseKV(ctx, js, "leader_read", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, found, err := LastFromLeader(ctx, js, "KV_leader_read", "$KV.leader_read.k"); err != nil || found {
+		t.Fatalf("empty key: found %v, err %v", found, err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, "k", []byte("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, data, found, err := LastFromLeader(ctx, js, "KV_leader_read", "$KV.leader_read.k")
+	if err != nil || !found || seq != rev || string(data) != "two" {
+		t.Fatalf("got seq %d data %q found %v err %v, want %d two", seq, data, found, err, rev)
+	}
+}
