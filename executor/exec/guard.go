@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ozanturksever/go-cluster/internal/boottime"
+	"github.com/ozanturksever/go-cluster/internal/guardproc"
 )
 
 // The guard is a tiny process between the supervisor and the command: the
@@ -97,9 +98,7 @@ var guardCaught = []os.Signal{
 }
 
 func init() {
-	// argv[0] is checked too, so that a marker leaking into some other
-	// environment cannot turn a program into a guard by accident.
-	if v, ok := syscall.Getenv(guardEnv); ok && v == guardEnvValue && len(os.Args) > 0 && os.Args[0] == guardArg0 {
+	if guardproc.IsGuard(guardEnv, guardEnvValue, guardArg0) {
 		guardMain() // does not return
 	}
 }

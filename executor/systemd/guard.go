@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ozanturksever/go-cluster/internal/boottime"
+	"github.com/ozanturksever/go-cluster/internal/guardproc"
 )
 
 // A unit guard is a small process that stops a unit at its holder's lease
@@ -505,16 +506,5 @@ func (p *guardProc) stop(unit string) error {
 // waitOrKill waits up to d for the guard to exit, then SIGKILLs it and
 // waits for that. It reports whether the guard exited by itself.
 func (p *guardProc) waitOrKill(d time.Duration) bool {
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-p.done:
-			return true
-		case <-t.C:
-		}
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return false
+	return guardproc.WaitOrKill(p.cmd, p.done, d)
 }

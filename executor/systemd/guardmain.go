@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ozanturksever/go-cluster/internal/boottime"
+	"github.com/ozanturksever/go-cluster/internal/guardproc"
 )
 
 // This file is the unit guard process itself (see guard.go for why and how
@@ -44,16 +45,7 @@ const (
 )
 
 func init() {
-	v, ok := syscall.Getenv(guardEnv)
-	if !ok {
-		return
-	}
-	// The marker must reach nobody else: not the program, should it be run
-	// with it by mistake, nor anything it starts.
-	_ = os.Unsetenv(guardEnv)
-	// argv[0] is checked too, so that a marker leaking into some other
-	// environment cannot turn a program into a guard by accident.
-	if v == guardEnvValue && len(os.Args) > 0 && os.Args[0] == guardArg0 {
+	if guardproc.IsGuard(guardEnv, guardEnvValue, guardArg0) {
 		os.Exit(guardMain(os.Args[1:]))
 	}
 }
@@ -105,7 +97,7 @@ func guardMain(args []string) int {
 	if err != nil {
 		return fail("connect to systemd: %v", err)
 	}
-	if err := writeAll(1, []byte{guardReady}); err != nil {
+	if err := guardproc.WriteAll(1, []byte{guardReady}); err != nil {
 		return fail("report ready: %v", err)
 	}
 	outcome, cgroup := guardWatch(guardCtlFD, tfd)
@@ -432,19 +424,4 @@ func earliest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// writeAll writes b to a blocking fd.
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ozanturksever/go-cluster/internal/boottime"
+	"github.com/ozanturksever/go-cluster/internal/guardproc"
 )
 
 // The guard is a small process that removes the VIP at the holder's lease
@@ -334,16 +335,5 @@ func (g *guard) stop(cfg Config) error {
 // waitOrKill waits up to d for the guard to exit, then SIGKILLs it and
 // waits for that. It reports whether the guard exited by itself.
 func (g *guard) waitOrKill(d time.Duration) bool {
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-g.done:
-			return true
-		case <-t.C:
-		}
-	}
-	_ = g.cmd.Process.Kill()
-	<-g.done
-	return false
+	return guardproc.WaitOrKill(g.cmd, g.done, d)
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ozanturksever/go-cluster/internal/boottime"
+	"github.com/ozanturksever/go-cluster/internal/guardproc"
 )
 
 // This file is the guard process itself (see guard.go for why and how it
@@ -24,16 +25,7 @@ import (
 // and exits without returning to it.
 
 func init() {
-	v, ok := syscall.Getenv(guardEnv)
-	if !ok {
-		return
-	}
-	// The marker must reach nobody else: not the program, should it be run
-	// with it by mistake, nor anything it starts.
-	_ = os.Unsetenv(guardEnv)
-	// argv[0] is checked too, so that a marker leaking into some other
-	// environment cannot turn a program into a guard by accident.
-	if v == guardEnvValue && len(os.Args) > 0 && os.Args[0] == guardArg0 {
+	if guardproc.IsGuard(guardEnv, guardEnvValue, guardArg0) {
 		os.Exit(guardMain(os.Args[1:]))
 	}
 }
@@ -97,7 +89,7 @@ func guardMain(args []string) int {
 	if err != nil {
 		return fail("timerfd: %v", err)
 	}
-	if err := writeAll(1, []byte{guardReady}); err != nil {
+	if err := guardproc.WriteAll(1, []byte{guardReady}); err != nil {
 		return fail("report ready: %v", err)
 	}
 	outcome := guardWatch(guardCtlFD, tfd)
@@ -205,19 +197,4 @@ func guardRemove(h *netlink.Handle, prefix netip.Prefix, iface string) error {
 		}
 	}
 	return err
-}
-
-// writeAll writes b to a blocking fd.
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
 }
